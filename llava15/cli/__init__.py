@@ -1,0 +1,41 @@
+"""The `llava15` command line: one subcommand per module in this package.
+
+Each subcommand module defines `add_arguments(parser)` and `run(args) -> int`, and imports
+heavy libraries (torch, transformers) inside `run`, so `llava15 --help` stays fast.
+This package is the only place that reads argv, configures logging or sets torch flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# subcommand -> (module, one-line help). An explicit table: nothing is discovered at run time.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "predict": ("llava15.cli.predict", "answer a question file (drop-in for model_vqa_loader)"),
+    "chat": ("llava15.cli.chat", "multi-turn chat in the terminal, streaming"),
+    "convert": ("llava15.cli.convert", "convert a checkpoint to the llava-hf layout"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llava15", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return int(args._module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
