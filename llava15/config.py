@@ -65,7 +65,8 @@ class TextConfig:
     max_position_embeddings: int = 4096
     rms_norm_eps: float = 1e-5
     rope_theta: float = 10000.0
-    attention_bias: bool = False
+    attention_bias: bool = False  # LLaMA's switch: bias on q, k, v and o projections
+    qkv_bias: bool = False  # Qwen2-style: bias on q, k, v only
     tie_word_embeddings: bool = False
     hidden_act: str = "silu"
     bos_token_id: int = 1

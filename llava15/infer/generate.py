@@ -1,0 +1,166 @@
+"""Token generation: one prefill, then KV-cached decode steps, for a left-padded batch.
+
+Greedy (temperature 0, the evaluation protocol), or sampling with temperature, top-k and top-p
+(HF `generate` semantics). A row ends on an EOS id, at `max_new_tokens`, or when the caller's
+`stop_check` says so (used for stop strings, which need the tokenizer). Finished rows leave the
+batch, so the remaining rows decode faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from llava15.model.llama import KVCache
+from llava15.model.llava import Llava
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int = 128
+    temperature: float = 0.0  # 0 -> greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 -> off
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+class ContextLengthError(ValueError):
+    """A prompt does not fit into the model's context."""
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts -> input_ids (B,T) padded on the left with `pad_id`, attention_mask (B,T) bool."""
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.bool)
+    for row, prompt in enumerate(prompts):
+        if len(prompt):
+            input_ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+            attention_mask[row, width - len(prompt):] = True
+    return input_ids, attention_mask
+
+
+def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Top-k then top-p (nucleus) filtering of one row of logits (V,), as HF's warpers do."""
+    if top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits)  # ascending
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cumulative <= 1 - top_p
+        remove[-1] = False  # always keep the most likely token
+        logits = logits.masked_fill(remove.scatter(0, order, remove), float("-inf"))
+    return logits
+
+
+def sample_next(logits: torch.Tensor, params: Sequence[SamplingParams],
+                generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+    """logits (B,V) -> next token ids (B,), each row with its own parameters."""
+    if all(p.greedy for p in params):
+        return logits.argmax(-1)
+    tokens = []
+    for row, p in enumerate(params):
+        if p.greedy:
+            tokens.append(logits[row].argmax(-1))
+            continue
+        scores = filter_logits(logits[row].float() / p.temperature, p.top_k, p.top_p)
+        tokens.append(torch.multinomial(scores.softmax(-1), 1, generator=generators[row])[0])
+    return torch.stack(tokens)
+
+
+def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
+                    pixel_values: torch.Tensor | None, params: SamplingParams | Sequence[SamplingParams],
+                    eos_token_ids: Sequence[int], pad_token_id: int = 0,
+                    stop_check: Callable[[int, list[int]], bool] | None = None,
+                    ) -> Iterator[tuple[int, int]]:
+    """Yield `(row, token_id)` as tokens are produced; EOS ends a row and is not yielded.
+
+    `prompts` are expanded input ids (image positions included); `pixel_values` holds the
+    images of all rows in order. `stop_check(row, tokens_so_far)` may end a row early.
+    """
+    per_row = list(params) if isinstance(params, Sequence) else [params] * len(prompts)
+    if len(per_row) != len(prompts):
+        raise ValueError(f"{len(per_row)} sampling parameter sets for {len(prompts)} prompts")
+    if not prompts:
+        return
+    limit = model.config.text.max_position_embeddings
+    for row, prompt in enumerate(prompts):
+        if len(prompt) == 0:
+            raise ValueError(f"prompt {row} is empty")
+        if len(prompt) >= limit:
+            raise ContextLengthError(f"prompt {row} has {len(prompt)} tokens (image tokens "
+                                     f"included), the model's context is {limit}")
+    width = max(len(p) for p in prompts)
+    budget = [min(p.max_new_tokens, limit - width) for p in per_row]
+    if max(budget) <= 0:
+        return
+    generators = [torch.Generator().manual_seed(p.seed) if p.seed is not None else None
+                  for p in per_row]
+    device = next(model.parameters()).device
+    input_ids, attention_mask = left_pad(prompts, pad_token_id)
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    dtype = model.language_model.model.embed_tokens.weight.dtype
+    cache = KVCache.allocate(model.config.text, len(prompts), width + max(budget), dtype, device)
+    eos = torch.tensor(sorted(set(eos_token_ids)), device=device, dtype=torch.long)
+    with torch.inference_mode():
+        logits = model(input_ids, pixel_values, attention_mask, cache=cache, logits_to_keep=1).logits
+        cache.length = width
+        rows = list(range(len(prompts)))  # original row of each live batch row
+        produced: list[list[int]] = [[] for _ in prompts]
+        while rows:
+            next_tokens = sample_next(logits[:, -1], [per_row[r] for r in rows],
+                                      [generators[r] for r in rows])
+            is_eos = torch.isin(next_tokens, eos).tolist()
+            keep = []
+            for i, row in enumerate(rows):
+                if is_eos[i]:
+                    continue
+                token = int(next_tokens[i])
+                produced[row].append(token)
+                yield row, token
+                done = len(produced[row]) >= budget[row] or (
+                    stop_check is not None and stop_check(row, produced[row]))
+                if not done:
+                    keep.append(i)
+            if not keep:
+                return
+            if len(keep) < len(rows):
+                index = torch.tensor(keep, device=device)
+                cache = cache.select(index)
+                attention_mask = attention_mask[index]
+                next_tokens = next_tokens[index]
+                rows = [rows[i] for i in keep]
+            attention_mask = torch.cat(
+                [attention_mask, attention_mask.new_ones((len(rows), 1))], dim=1)
+            logits = model(next_tokens[:, None], None, attention_mask, cache=cache).logits
+            cache.length += 1
+
+
+def generate(model: Llava, prompts: Sequence[Sequence[int]], pixel_values: torch.Tensor | None,
+             params: SamplingParams | Sequence[SamplingParams], eos_token_ids: Sequence[int],
+             pad_token_id: int = 0,
+             stop_check: Callable[[int, list[int]], bool] | None = None) -> list[list[int]]:
+    """The new tokens of every prompt (EOS excluded)."""
+    out: list[list[int]] = [[] for _ in prompts]
+    for row, token in generate_tokens(model, prompts, pixel_values, params, eos_token_ids,
+                                      pad_token_id, stop_check):
+        out[row].append(token)
+    return out

@@ -1,0 +1,1 @@
+"""The LLaVA-1.5 model in plain PyTorch: vision tower, projector, LLaMA decoder, merge."""

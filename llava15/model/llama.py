@@ -1,0 +1,208 @@
+"""The LLaMA-family decoder (LLaMA-2 / Vicuna, Mistral, Qwen2-style q/k/v bias as switches).
+
+RMSNorm, rotary position embeddings (rope_theta from the config), grouped-query attention through
+`scaled_dot_product_attention`, SwiGLU MLPs. Parameter names match `transformers.LlamaForCausalLM`.
+
+The KV cache is a plain object passed in and returned, not state owned by the modules: a
+preallocated `(B, H_kv, capacity, Dh)` buffer per layer plus the number of filled positions.
+All rows share one length; left padding is expressed through `attention_mask`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llava15.config import TextConfig
+
+
+@dataclass
+class KVCache:
+    keys: list[torch.Tensor]  # per layer (B, H_kv, capacity, Dh)
+    values: list[torch.Tensor]
+    length: int = 0  # positions filled so far (the same for every row)
+
+    @classmethod
+    def allocate(cls, config: TextConfig, batch_size: int, capacity: int,
+                 dtype: torch.dtype, device: torch.device | str = "cpu") -> "KVCache":
+        shape = (batch_size, config.num_key_value_heads, capacity, config.head_dim)
+        n = config.num_hidden_layers
+        return cls([torch.empty(shape, dtype=dtype, device=device) for _ in range(n)],
+                   [torch.empty(shape, dtype=dtype, device=device) for _ in range(n)])
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+    def select(self, rows: torch.Tensor) -> "KVCache":
+        """Keep only the given batch rows (used when finished sequences leave a batch)."""
+        return KVCache([k[rows] for k in self.keys], [v[rows] for v in self.values], self.length)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, hidden_size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rotary_cos_sin(position_ids: torch.Tensor, head_dim: int, theta: float,
+                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """position_ids (B,T) -> cos, sin (B,1,T,Dh), computed in float32 as HF does."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=position_ids.device,
+                                             dtype=torch.int64).float() / head_dim))
+    freqs = position_ids[..., None].float() * inv_freq  # (B, T, Dh/2)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: TextConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        d, bias = config.hidden_size, config.attention_bias or config.qkv_bias
+        self.q_proj = nn.Linear(d, self.num_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(d, self.num_kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(d, self.num_kv_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, d, bias=config.attention_bias)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | None, cache: KVCache | None, layer: int) -> torch.Tensor:
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        if cache is not None:
+            start = cache.length
+            cache.keys[layer][:, :, start:start + t] = k
+            cache.values[layer][:, :, start:start + t] = v
+            k = cache.keys[layer][:, :, :start + t]
+            v = cache.values[layer][:, :, :start + t]
+        groups = self.num_heads // self.num_kv_heads
+        if groups > 1:  # (B, H_kv, S, Dh) -> (B, H, S, Dh) without copying per group in the kernel
+            k = k.repeat_interleave(groups, dim=1)
+            v = v.repeat_interleave(groups, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                             is_causal=mask is None and t > 1)
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: TextConfig) -> None:
+        super().__init__()
+        d, i = config.hidden_size, config.intermediate_size
+        self.gate_proj = nn.Linear(d, i, bias=False)
+        self.up_proj = nn.Linear(d, i, bias=False)
+        self.down_proj = nn.Linear(i, d, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: TextConfig) -> None:
+        super().__init__()
+        self.self_attn = Attention(config)
+        self.mlp = MLP(config)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | None, cache: KVCache | None, layer: int) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, config: TextConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+def attention_bias(attention_mask: torch.Tensor, query_length: int) -> torch.Tensor:
+    """Boolean SDPA mask (B,1,Tq,S) from a (B,S) padding mask of everything seen so far.
+
+    Query i (the last `query_length` positions) sees key j when j <= i and key j is real. A
+    padding query also sees itself, so no row is fully masked (a fully masked row gives NaN,
+    which would leak into real rows through later layers' values).
+    """
+    total = attention_mask.shape[1]
+    q_pos = torch.arange(total - query_length, total, device=attention_mask.device)[:, None]
+    k_pos = torch.arange(total, device=attention_mask.device)[None, :]
+    causal = k_pos <= q_pos  # (Tq, S)
+    keep = causal[None] & attention_mask[:, None, :].bool()
+    keep = keep | (k_pos == q_pos)[None]
+    return keep[:, None]
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor, query_length: int) -> torch.Tensor:
+    """Positions count real tokens only, so a left-padded row starts at 0 like an unpadded one."""
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.clamp_min(0)[:, -query_length:]
+
+
+class LanguageModel(nn.Module):
+    """`LlamaForCausalLM`: the decoder plus `lm_head` (tied to the embeddings when configured)."""
+
+    def __init__(self, config: TextConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = LlamaModel(config)
+        if not config.tie_word_embeddings:
+            self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+
+    def output_weight(self) -> torch.Tensor:
+        if self.config.tie_word_embeddings:
+            return self.model.embed_tokens.weight
+        return self.lm_head.weight
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, cache: KVCache | None = None,
+                logits_to_keep: int = 0) -> torch.Tensor:
+        """inputs_embeds (B,T,D) -> logits (B,T',V), T' = T or the last `logits_to_keep`.
+
+        `attention_mask` (B, past+T) covers the cached positions and the new ones; None means
+        no padding. With a cache, the new keys/values are written at `cache.length` and the
+        caller advances `cache.length` after the call.
+        """
+        b, t, _ = inputs_embeds.shape
+        past = cache.length if cache is not None else 0
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        if padded and position_ids is None:
+            position_ids = position_ids_from_mask(attention_mask, t)
+        mask = None  # None: plain causal attention (is_causal) or a single query seeing everything
+        if padded or (past > 0 and t > 1):
+            if attention_mask is None:
+                attention_mask = torch.ones(b, past + t, dtype=torch.bool, device=inputs_embeds.device)
+            mask = attention_bias(attention_mask, t)
+        if position_ids is None:
+            position_ids = torch.arange(past, past + t, device=inputs_embeds.device).expand(b, t)
+        cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta,
+                                  inputs_embeds.dtype)
+        x = inputs_embeds
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, cos, sin, mask, cache, i)
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]
+        x = self.model.norm(x)
+        return F.linear(x, self.output_weight())

@@ -1,0 +1,95 @@
+"""LLaVA: CLIP layer -2 patch features -> MLP projector -> image-token positions -> LLaMA -> loss.
+
+`input_ids` arrive with every image already expanded to `config.num_image_tokens` copies of
+`config.image_token_index` (the tokenizer side does this, so sequence lengths are known before
+batching). The merge is one `masked_scatter`, guarded by a count check; images are consumed in
+order, row by row, as the official code consumes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llava15.config import IGNORE_INDEX, LlavaConfig
+from llava15.model.clip import VisionTower
+from llava15.model.llama import KVCache, LanguageModel
+from llava15.model.projector import Projector
+
+
+@dataclass
+class LlavaOutput:
+    logits: torch.Tensor  # (B, T, V)
+    loss: torch.Tensor | None = None
+
+
+class Llava(nn.Module):
+    def __init__(self, config: LlavaConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.vision_tower = VisionTower(config.vision)
+        self.multi_modal_projector = Projector(config.mm_projector_type, config.vision.hidden_size,
+                                               config.text.hidden_size)
+        self.language_model = LanguageModel(config.text)
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values (N,3,H,W) -> image_embeds (N, num_image_tokens, D_llm).
+
+        The tower runs without autograd unless one of its parameters trains (it is frozen in
+        both official stages).
+        """
+        tower_trains = any(p.requires_grad for p in self.vision_tower.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and tower_trains):
+            hidden = self.vision_tower(pixel_values, self.config.mm_vision_select_layer)
+        if self.config.mm_vision_select_feature == "patch" and self.config.vision.use_cls_token:
+            hidden = hidden[:, 1:]  # drop CLS: (N, 576, 1024)
+        elif self.config.mm_vision_select_feature not in ("patch", "cls_patch"):
+            raise ValueError(f"unknown mm_vision_select_feature {self.config.mm_vision_select_feature!r}")
+        projector_dtype = next(self.multi_modal_projector.parameters(), hidden).dtype
+        return self.multi_modal_projector(hidden.to(projector_dtype))
+
+    def embed_inputs(self, input_ids: torch.Tensor,
+                     pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids (B,T) with image positions -> inputs_embeds (B,T,D)."""
+        image_mask = input_ids == self.config.image_token_index
+        embed = self.language_model.model.embed_tokens
+        inputs_embeds = embed(input_ids.masked_fill(image_mask, 0))
+        n_positions = int(image_mask.sum())
+        if pixel_values is None or pixel_values.shape[0] == 0:
+            if n_positions:
+                raise ValueError(f"input_ids hold {n_positions} image-token positions but no "
+                                 "pixel_values were given")
+            return inputs_embeds
+        image_embeds = self.encode_images(pixel_values)  # (N, T_img, D)
+        n_features = image_embeds.shape[0] * image_embeds.shape[1]
+        if n_positions != n_features:
+            raise ValueError(
+                f"image tokens and image features do not match: input_ids hold {n_positions} "
+                f"image-token positions (id {self.config.image_token_index}), the images give "
+                f"{image_embeds.shape[0]} x {image_embeds.shape[1]} = {n_features} features")
+        return inputs_embeds.masked_scatter(image_mask.unsqueeze(-1),
+                                            image_embeds.to(inputs_embeds.dtype))
+
+    def forward(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, cache: KVCache | None = None,
+                logits_to_keep: int = 0) -> LlavaOutput:
+        """Logits for every position, and with `labels` the mean next-token cross-entropy over
+        positions whose label is not IGNORE_INDEX (the official loss)."""
+        inputs_embeds = self.embed_inputs(input_ids, pixel_values)
+        logits = self.language_model(inputs_embeds, attention_mask, position_ids, cache,
+                                     logits_to_keep)
+        loss = None
+        if labels is not None:
+            loss = causal_lm_loss(logits, labels)
+        return LlavaOutput(logits=logits, loss=loss)
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Shifted cross-entropy with ignore index -100, averaged over the counted tokens."""
+    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    shift_labels = labels[:, 1:].reshape(-1).to(logits.device)
+    return F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX)
