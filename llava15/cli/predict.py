@@ -1,0 +1,71 @@
+"""`llava15 predict`: a drop-in for the official `llava/eval/model_vqa_loader.py`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Checkpoint flags shared by predict, chat and serve (official names kept as aliases)."""
+    p.add_argument("--model", "--model-path", dest="model", required=True,
+                   help="checkpoint directory (official, LoRA, projector-only or llava-hf)")
+    p.add_argument("--model-base", default=None, help="base LLM directory for LoRA / projector-only")
+    p.add_argument("--vision-tower", default=None,
+                   help="local CLIP directory (overrides the checkpoint's mm_vision_tower)")
+    p.add_argument("--conv-mode", default=None, help="conversation template (default: the model's)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_arguments(p)
+    p.add_argument("--question-file", required=True)
+    p.add_argument("--image-folder", default="")
+    p.add_argument("--answers-file", required=True)
+    p.add_argument("--num-chunks", type=int, default=1)
+    p.add_argument("--chunk-idx", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=0.2)
+    p.add_argument("--top_p", "--top-p", dest="top_p", type=float, default=None)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--num_beams", "--num-beams", dest="num_beams", type=int, default=1)
+    p.add_argument("--max_new_tokens", "--max-new-tokens", dest="max_new_tokens", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="questions decoded together (answers equal batch size 1)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="count and report questions whose image is missing or corrupt instead of stopping")
+
+
+def setup_torch(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from llava15.infer.engine import load_engine
+    from llava15.infer.generate import SamplingParams
+    from llava15.infer.predict import predict, read_questions, split_chunk
+
+    if args.num_beams != 1:
+        print("error: beam search is not supported (the official evaluation uses num_beams=1)",
+              file=sys.stderr)
+        return 2
+    setup_torch(args.threads)
+    questions = split_chunk(read_questions(args.question_file), args.num_chunks, args.chunk_idx)
+    engine = load_engine(args.model, model_base=args.model_base, vision_tower=args.vision_tower,
+                         conv_mode=args.conv_mode or "llava_v1")
+    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                            top_p=args.top_p or 1.0, top_k=args.top_k, seed=args.seed)
+    summary = predict(engine, questions, args.image_folder, args.answers_file, params,
+                      batch_size=args.batch_size, skip_bad_images=args.skip_bad_images,
+                      progress=lambda total: tqdm(total=total, desc="predict", unit="q"))
+    print(f"answered {summary.answered} of {len(questions)} questions -> {args.answers_file}")
+    if summary.skipped:
+        print(f"skipped {len(summary.skipped)} question(s) with bad images:", file=sys.stderr)
+        for item in summary.skipped:
+            print(f"  line {item['line']} question {item['question_id']!r}: {item['error']}", file=sys.stderr)
+    return 0

@@ -1,0 +1,168 @@
+"""The inference engine behind chat, predict, eval and serve.
+
+`Engine` = model + tokenizer + image processor + conversation template. Prompts are strings in
+the official form (the image as the literal `<image>`); they are tokenized chunk by chunk as the
+official `tokenizer_image_token` does, and each image becomes `num_image_tokens` positions.
+Decoded answers are `decode(new_tokens, skip_special_tokens=True).strip()`, as officially.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from llava15.data.conversation import Template, get_template, render_prompt
+from llava15.data.image import ImageProcessorConfig, load_image, process_images
+from llava15.data.tokenizer import Tokenizer, expand_image_tokens, tokenizer_image_token
+from llava15.infer.generate import SamplingParams, generate_tokens
+from llava15.model.llava import Llava
+
+ImageLike = str | Path | bytes | Image.Image
+
+
+@dataclass
+class Request:
+    """One generation: an official-form prompt string and the images its `<image>` tokens name."""
+
+    prompt: str
+    images: list[ImageLike] = field(default_factory=list)
+    params: SamplingParams = field(default_factory=SamplingParams)
+
+
+class StopStrings:
+    """Decides when a row's decoded text contains one of its stop strings, and trims it."""
+
+    def __init__(self, tokenizer: Tokenizer, stops: Sequence[Sequence[str]]) -> None:
+        self.tokenizer = tokenizer
+        self.stops = stops
+
+    def __call__(self, row: int, tokens: list[int]) -> bool:
+        if not self.stops[row]:
+            return False
+        # Only the tail can hold a new match: decode a window wide enough for any stop string.
+        window = self.tokenizer.decode(tokens[-(max(len(s) for s in self.stops[row]) + 8):])
+        return any(s in window for s in self.stops[row])
+
+    @staticmethod
+    def trim(text: str, stops: Sequence[str]) -> str:
+        cut = min((text.find(s) for s in stops if s in text), default=-1)
+        return text if cut < 0 else text[:cut]
+
+
+class Engine:
+    def __init__(self, model: Llava, tokenizer: Tokenizer, image_config: ImageProcessorConfig,
+                 conv_mode: str = "vicuna_v1", model_id: str = "llava15") -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_config = image_config
+        self.template: Template = get_template(conv_mode)
+        self.model_id = model_id
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def encode(self, prompt: str) -> list[int]:
+        """Official-form prompt -> input ids with every image expanded to its token positions."""
+        ids = tokenizer_image_token(prompt, self.tokenizer, self.config.image_token_index)
+        ids, _ = expand_image_tokens(ids, None, self.config.image_token_index,
+                                     self.config.num_image_tokens)
+        return ids
+
+    def pixel_values(self, images: Sequence[ImageLike]) -> torch.Tensor | None:
+        if not images:
+            return None
+        pil = [image if isinstance(image, Image.Image) else load_image(image) for image in images]
+        pil = [image.convert("RGB") for image in pil]
+        dtype = next(self.model.parameters()).dtype
+        return process_images(pil, self.image_config, self.config.image_aspect_ratio).to(dtype)
+
+    def build_prompt(self, messages: Sequence[tuple[str, str | None]]) -> str:
+        """(role, text) turns -> the template's prompt ending with the generation prompt."""
+        turns = list(messages)
+        if not turns or turns[-1][0] != "assistant":
+            turns.append(("assistant", None))
+        return render_prompt(self.template, turns)
+
+    def stream_batch(self, requests: Sequence[Request]) -> Iterator[tuple[int, int]]:
+        """Yield `(request index, token id)` for a batch decoded together."""
+        for i, request in enumerate(requests):
+            n_tokens = request.prompt.count("<image>")
+            if n_tokens != len(request.images):
+                raise ValueError(f"request {i}: the prompt names {n_tokens} image(s) with <image> "
+                                 f"but {len(request.images)} image(s) were given")
+        prompts = [self.encode(r.prompt) for r in requests]
+        images = [image for r in requests for image in r.images]
+        pixel_values = self.pixel_values(images)
+        stops = [tuple(r.params.stop) for r in requests]
+        stop_check = StopStrings(self.tokenizer, stops) if any(stops) else None
+        tok = self.tokenizer
+        yield from generate_tokens(self.model, prompts, pixel_values, [r.params for r in requests],
+                                   [tok.eos_token_id], tok.pad_token_id or 0, stop_check)
+
+    def generate(self, requests: Sequence[Request]) -> list[str]:
+        """Answers in request order: decoded new tokens, special tokens skipped, stripped."""
+        tokens: list[list[int]] = [[] for _ in requests]
+        for row, token in self.stream_batch(requests):
+            tokens[row].append(token)
+        return [StopStrings.trim(self.tokenizer.decode(t), r.params.stop).strip()
+                for t, r in zip(tokens, requests)]
+
+    def stream(self, request: Request) -> Iterator[str]:
+        """Text deltas of one request as they are decoded (joined, they equal `generate`'s
+        answer before the final strip). A delta is held back while the text ends inside a
+        multi-byte character or may be the start of a stop string."""
+        tokens: list[int] = []
+        sent = ""
+        for _, token in self.stream_batch([request]):
+            tokens.append(token)
+            text = StopStrings.trim(self.tokenizer.decode(tokens), request.params.stop)
+            safe = len(text)
+            if text.endswith("\ufffd"):
+                safe = len(text.rstrip("\ufffd"))
+            for stop in request.params.stop:  # hold back a possible stop-string prefix
+                for k in range(min(len(stop) - 1, safe), 0, -1):
+                    if text[:safe].endswith(stop[:k]):
+                        safe -= k
+                        break
+            if safe > len(sent):
+                yield text[len(sent):safe]
+                sent = text[:safe]
+        final = StopStrings.trim(self.tokenizer.decode(tokens), request.params.stop)
+        if len(final) > len(sent):
+            yield final[len(sent):]
+
+    def chat(self, messages: Sequence[tuple[str, str | None]], images: Sequence[ImageLike] = (),
+             **params) -> str:
+        """One answer to a conversation; the first user turn gets `<image>\\n` per image when
+        its text does not place the images itself (as the official CLI does)."""
+        turns = list(messages)
+        if images and not any(text and "<image>" in text for _, text in turns):
+            role, text = turns[0]
+            turns[0] = (role, "<image>\n" * len(images) + (text or ""))
+        request = Request(self.build_prompt(turns), list(images), SamplingParams(**params))
+        return self.generate([request])[0]
+
+
+def load_engine(path: str | Path, *, model_base: str | None = None, vision_tower: str | None = None,
+                conv_mode: str | None = None, dtype: torch.dtype = torch.float32) -> Engine:
+    """Load any supported checkpoint directory as an Engine (nothing is downloaded)."""
+    from llava15.checkpoint import load_llava
+    from llava15.data.tokenizer import load_tokenizer
+
+    loaded = load_llava(path, model_base=model_base, vision_tower=vision_tower, dtype=dtype)
+    tokenizer = load_tokenizer(loaded.tokenizer_dir)
+    return Engine(loaded.model, tokenizer, loaded.image_processor,
+                  conv_mode or loaded.config.conv_mode, model_id=model_name_from_path(path))
+
+
+def model_name_from_path(path: str | Path) -> str:
+    """The official `get_model_name_from_path`: the last component, or `parent_checkpoint-N`."""
+    parts = str(path).strip("/").split("/")
+    if parts[-1].startswith("checkpoint-") and len(parts) > 1:
+        return parts[-2] + "_" + parts[-1]
+    return parts[-1]

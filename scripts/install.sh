@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Create .venv with the CPU build of torch (pinned: an unpinned torch pulls a multi-GB CUDA build)
+# and install llava15 with its test, serving and plotting extras. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
+.venv/bin/pip install -q --disable-pip-version-check -e ".[dev,serve,plot]"
