@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from llava15.config import TextConfig
@@ -167,6 +168,7 @@ class LanguageModel(nn.Module):
     def __init__(self, config: TextConfig) -> None:
         super().__init__()
         self.config = config
+        self.gradient_checkpointing = False
         self.model = LlamaModel(config)
         if not config.tie_word_embeddings:
             self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
@@ -187,6 +189,11 @@ class LanguageModel(nn.Module):
         """
         b, t, _ = inputs_embeds.shape
         past = cache.length if cache is not None else 0
+        if attention_mask is not None and attention_mask.dim() == 4:
+            # A ready-made (B,1,T,S) boolean mask, e.g. block-diagonal for packed sequences.
+            if position_ids is None:
+                raise ValueError("a 4-D attention mask needs explicit position_ids")
+            return self._run(inputs_embeds, attention_mask, position_ids, cache, logits_to_keep)
         padded = attention_mask is not None and not bool(attention_mask.all())
         if padded and position_ids is None:
             position_ids = position_ids_from_mask(attention_mask, t)
@@ -197,11 +204,20 @@ class LanguageModel(nn.Module):
             mask = attention_bias(attention_mask, t)
         if position_ids is None:
             position_ids = torch.arange(past, past + t, device=inputs_embeds.device).expand(b, t)
+        return self._run(inputs_embeds, mask, position_ids, cache, logits_to_keep)
+
+    def _run(self, inputs_embeds: torch.Tensor, mask: torch.Tensor | None,
+             position_ids: torch.Tensor, cache: KVCache | None, logits_to_keep: int) -> torch.Tensor:
         cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta,
                                   inputs_embeds.dtype)
         x = inputs_embeds
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for i, layer in enumerate(self.model.layers):
-            x = layer(x, cos, sin, mask, cache, i)
+            if checkpointing:  # recompute activations in backward: memory for compute
+                x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask, cache, i,
+                                                      use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, mask, cache, i)
         if logits_to_keep:
             x = x[:, -logits_to_keep:]
         x = self.model.norm(x)
