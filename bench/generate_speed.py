@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_parity_hf import hf_to_ours  # noqa: E402  (the key table the parity tests use)
 
 from llava15.config import LlavaConfig, TextConfig, VisionConfig  # noqa: E402
-from llava15.infer.generate import SamplingParams, generate  # noqa: E402
+from llava15.infer.generate import SamplingParams, generate, use_fast_weight_layout  # noqa: E402
 from llava15.model.llava import Llava  # noqa: E402
 
 IMAGE_TOKEN = 31999
@@ -33,7 +33,8 @@ def build(seed: int = 0):
     vision = dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
                   image_size=112, patch_size=14)
     text = dict(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
-                num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=1024)
+                num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=1024,
+                rms_norm_eps=1e-5)
     hf_config = transformers.LlavaConfig(vision_config=transformers.CLIPVisionConfig(**vision),
                                          text_config=transformers.LlamaConfig(**text),
                                          image_token_index=IMAGE_TOKEN, vision_feature_layer=-2)
@@ -47,6 +48,7 @@ def build(seed: int = 0):
                          image_token_index=IMAGE_TOKEN)
     ours = Llava(config).eval()
     ours.load_state_dict(hf_to_ours(hf.state_dict()))
+    use_fast_weight_layout(ours)  # as the Engine does
     return hf, ours
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 from llava15.data.conversation import Template, get_template, render_prompt
 from llava15.data.image import ImageProcessorConfig, load_image, process_images
 from llava15.data.tokenizer import Tokenizer, expand_image_tokens, tokenizer_image_token
-from llava15.infer.generate import SamplingParams, generate_tokens
+from llava15.infer.generate import SamplingParams, generate_tokens, use_fast_weight_layout
 from llava15.model.llava import Llava
 
 ImageLike = str | Path | bytes | Image.Image
@@ -57,6 +57,7 @@ class Engine:
     def __init__(self, model: Llava, tokenizer: Tokenizer, image_config: ImageProcessorConfig,
                  conv_mode: str = "vicuna_v1", model_id: str = "llava15") -> None:
         self.model = model.eval()
+        use_fast_weight_layout(self.model)
         self.tokenizer = tokenizer
         self.image_config = image_config
         self.template: Template = get_template(conv_mode)

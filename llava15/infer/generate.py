@@ -45,6 +45,20 @@ class ContextLengthError(ValueError):
     """A prompt does not fit into the model's context."""
 
 
+def use_fast_weight_layout(model: torch.nn.Module) -> None:
+    """Store every widening Linear weight (out > in, e.g. lm_head, gate/up) column-major.
+
+    Same shape, same values, transposed strides: `F.linear` then runs as x @ W^T on a
+    contiguous W^T, which this CPU's BLAS does up to 2.5x faster at decode batch sizes (lm_head
+    of 32000 x 512 at batch 1: 5.2 ms -> 2.1 ms; see bench/generate_speed.py). Results change
+    only by float summation order. Meant for inference; `state_dict()` values are unchanged.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and module.out_features > module.in_features:
+                module.weight.data = module.weight.data.t().contiguous().t()
+
+
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts -> input_ids (B,T) padded on the left with `pad_id`, attention_mask (B,T) bool."""
     width = max(len(p) for p in prompts)
