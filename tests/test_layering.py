@@ -1,0 +1,70 @@
+"""The import rules of DESIGN.md: a module imports only from lower layers; siblings stay apart.
+
+    layer 0  config                 stdlib only
+    layer 1  model, data            config            (model and data never import each other)
+    layer 2  checkpoint             model, data, config
+    layer 3  train, infer           model, data, checkpoint, config   (never each other)
+    layer 4  eval, serve            infer, data, checkpoint, model, config   (never train, never each other)
+    layer 5  world                  train, eval, infer, data, model, checkpoint, config
+    layer 6  cli                    anything; nothing imports cli
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "llava15"
+
+ALLOWED = {
+    "config": set(),
+    "model": {"config"},
+    "data": {"config"},
+    "checkpoint": {"model", "data", "config"},
+    "train": {"model", "data", "checkpoint", "config"},
+    "infer": {"model", "data", "checkpoint", "config"},
+    "eval": {"infer", "data", "checkpoint", "model", "config"},
+    "serve": {"infer", "data", "checkpoint", "model", "config"},
+    "world": {"train", "eval", "infer", "data", "model", "checkpoint", "config"},
+    "cli": {"config", "model", "data", "checkpoint", "train", "infer", "eval", "serve", "world"},
+}
+
+
+def area_of(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0].removesuffix(".py") if len(rel.parts) > 1 or rel.stem != "__init__" else "__init__"
+
+
+def imported_areas(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return {n.split(".")[1] for n in names if n.startswith("llava15.") and len(n.split(".")) > 1}
+
+
+def test_every_module_respects_the_layers():
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        area = area_of(path)
+        if area in ("__init__", "__main__"):
+            continue
+        if area not in ALLOWED:
+            problems.append(f"{path.relative_to(PACKAGE)}: area {area!r} has no layer in the rules")
+            continue
+        for other in imported_areas(path) - {area}:
+            if other not in ALLOWED[area]:
+                problems.append(f"{path.relative_to(PACKAGE)} imports llava15.{other}")
+    assert not problems, "\n".join(problems)
+
+
+def test_config_imports_only_the_standard_library():
+    tree = ast.parse((PACKAGE / "config.py").read_text(encoding="utf-8"))
+    third_party = {"torch", "numpy", "PIL", "transformers", "safetensors"}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            assert not any(n.split(".")[0] in third_party for n in names), names
