@@ -92,7 +92,9 @@ class LlavaConfig:
     mm_projector_type: str = "mlp2x_gelu"
     mm_vision_select_layer: int = -2
     mm_vision_select_feature: str = "patch"  # "patch" drops CLS, "cls_patch" keeps it
-    image_aspect_ratio: str = "pad"  # "pad" | "square" | "crop" (official crop == square)
+    image_aspect_ratio: str = "pad"  # "pad" | "square" | "crop" (== square) | "anyres"
+    image_grid_pinpoints: tuple[tuple[int, int], ...] = ()  # anyres grids as (width, height)
+    mm_patch_merge_type: str = "flat"  # "flat" | "spatial" (1.5-HD) | "spatial_unpad" (AnyRes)
     image_token_index: int = IMAGE_TOKEN_INDEX
     image_mean: tuple[float, float, float] = CLIP_MEAN
     image_std: tuple[float, float, float] = CLIP_STD
@@ -101,11 +103,37 @@ class LlavaConfig:
 
     @property
     def num_image_tokens(self) -> int:
+        """Tokens of one image view (576 for v1.5); AnyRes images have more (`anyres`)."""
         keep_cls = self.mm_vision_select_feature == "cls_patch" and self.vision.use_cls_token
         return self.vision.num_patches + int(keep_cls)
 
     def replace(self, **changes) -> "LlavaConfig":
         return dataclasses.replace(self, **changes)
+
+
+def select_best_resolution(original_size: tuple[int, int],
+                           pinpoints: "list[tuple[int, int]] | tuple[tuple[int, int], ...]") -> tuple[int, int]:
+    """The AnyRes grid resolution (width, height) for an image of `original_size` (width, height):
+    the pinpoint that keeps the most original pixels after a fit-inside downscale; ties go to the
+    one wasting the least area, then to the earliest (official `select_best_resolution`).
+    Pure arithmetic, here so that both the image side and the model side can use it."""
+    width, height = original_size
+    best, best_effective, best_waste = None, -1, float("inf")
+    for w, h in pinpoints:
+        scale = min(w / width, h / height)
+        effective = min(int(width * scale) * int(height * scale), width * height)
+        waste = w * h - effective
+        if effective > best_effective or (effective == best_effective and waste < best_waste):
+            best, best_effective, best_waste = (w, h), effective, waste
+    if best is None:
+        raise ValueError("image_grid_pinpoints is empty")
+    return best
+
+
+def anyres_grid_shape(image_size: tuple[int, int], pinpoints, tile: int) -> tuple[int, int]:
+    """(tiles across, tiles down) of the grid an image is cut into."""
+    width, height = select_best_resolution(image_size, pinpoints)
+    return width // tile, height // tile
 
 
 def llava_v15_7b() -> LlavaConfig:

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llava15.config import IGNORE_INDEX, LlavaConfig
+from llava15.config import IGNORE_INDEX, LlavaConfig, anyres_grid_shape
+from llava15.model.anyres import merge_anyres_features
 from llava15.model.clip import VisionTower
 from llava15.model.llama import KVCache, LanguageModel
 from llava15.model.projector import Projector
@@ -34,6 +35,9 @@ class Llava(nn.Module):
         self.multi_modal_projector = Projector(config.mm_projector_type, config.vision.hidden_size,
                                                config.text.hidden_size)
         self.language_model = LanguageModel(config.text)
+        if "unpad" in config.mm_patch_merge_type:  # AnyRes: marks the end of every feature row
+            self.image_newline = nn.Parameter(torch.randn(config.text.hidden_size)
+                                              / config.text.hidden_size ** 0.5)
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values (N,3,H,W) -> image_embeds (N, num_image_tokens, D_llm).
@@ -51,35 +55,61 @@ class Llava(nn.Module):
         projector_dtype = next(self.multi_modal_projector.parameters(), hidden).dtype
         return self.multi_modal_projector(hidden.to(projector_dtype))
 
+    def encode_anyres(self, views: list[torch.Tensor], image_sizes: list[tuple[int, int]]) -> torch.Tensor:
+        """AnyRes / HD: per image (1+N, 3, S, S) views and its (width, height) -> all images'
+        merged tokens (sum of T', D). All views are encoded in one batch."""
+        if len(views) != len(image_sizes):
+            raise ValueError(f"{len(views)} images but {len(image_sizes)} image sizes")
+        encoded = self.encode_images(torch.cat(views)).split([v.shape[0] for v in views])
+        newline = self.image_newline if "unpad" in self.config.mm_patch_merge_type else None
+        merged = []
+        for features, size in zip(encoded, image_sizes):
+            grid = anyres_grid_shape(size, self.config.image_grid_pinpoints,
+                                     self.config.vision.image_size)
+            merged.append(merge_anyres_features(features, size, grid,
+                                                self.config.mm_patch_merge_type, newline))
+        return torch.cat(merged)
+
     def embed_inputs(self, input_ids: torch.Tensor,
-                     pixel_values: torch.Tensor | None = None) -> torch.Tensor:
-        """input_ids (B,T) with image positions -> inputs_embeds (B,T,D)."""
+                     pixel_values: torch.Tensor | list[torch.Tensor] | None = None,
+                     image_sizes: list[tuple[int, int]] | None = None) -> torch.Tensor:
+        """input_ids (B,T) with image positions -> inputs_embeds (B,T,D).
+
+        `pixel_values` is (N,3,H,W) for one view per image, or for AnyRes a list of per-image
+        (1+N_i,3,S,S) views together with `image_sizes` [(width, height)].
+        """
         image_mask = input_ids == self.config.image_token_index
         embed = self.language_model.model.embed_tokens
         inputs_embeds = embed(input_ids.masked_fill(image_mask, 0))
         n_positions = int(image_mask.sum())
-        if pixel_values is None or pixel_values.shape[0] == 0:
+        if pixel_values is None or len(pixel_values) == 0:
             if n_positions:
                 raise ValueError(f"input_ids hold {n_positions} image-token positions but no "
                                  "pixel_values were given")
             return inputs_embeds
-        image_embeds = self.encode_images(pixel_values)  # (N, T_img, D)
-        n_features = image_embeds.shape[0] * image_embeds.shape[1]
-        if n_positions != n_features:
+        if isinstance(pixel_values, list):
+            image_embeds = self.encode_anyres(pixel_values, image_sizes or [])  # (sum T', D)
+            described = f"{len(pixel_values)} AnyRes image(s) give {image_embeds.shape[0]} features"
+        else:
+            image_embeds = self.encode_images(pixel_values).flatten(0, 1)  # (N*T_img, D)
+            described = (f"{pixel_values.shape[0]} image(s) x {self.config.num_image_tokens} give "
+                         f"{image_embeds.shape[0]} features")
+        if n_positions != image_embeds.shape[0]:
             raise ValueError(
                 f"image tokens and image features do not match: input_ids hold {n_positions} "
-                f"image-token positions (id {self.config.image_token_index}), the images give "
-                f"{image_embeds.shape[0]} x {image_embeds.shape[1]} = {n_features} features")
+                f"image-token positions (id {self.config.image_token_index}), {described}")
         return inputs_embeds.masked_scatter(image_mask.unsqueeze(-1),
                                             image_embeds.to(inputs_embeds.dtype))
 
-    def forward(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
+    def forward(self, input_ids: torch.Tensor,
+                pixel_values: torch.Tensor | list[torch.Tensor] | None = None,
                 attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, cache: KVCache | None = None,
-                logits_to_keep: int = 0) -> LlavaOutput:
+                logits_to_keep: int = 0,
+                image_sizes: list[tuple[int, int]] | None = None) -> LlavaOutput:
         """Logits for every position, and with `labels` the mean next-token cross-entropy over
         positions whose label is not IGNORE_INDEX (the official loss)."""
-        inputs_embeds = self.embed_inputs(input_ids, pixel_values)
+        inputs_embeds = self.embed_inputs(input_ids, pixel_values, image_sizes)
         logits = self.language_model(inputs_embeds, attention_mask, position_ids, cache,
                                      logits_to_keep)
         loss = None
