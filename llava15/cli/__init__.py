@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("llava15.cli.predict", "answer a question file (drop-in for model_vqa_loader)"),
     "chat": ("llava15.cli.chat", "multi-turn chat in the terminal, streaming"),
     "convert": ("llava15.cli.convert", "convert a checkpoint to the llava-hf layout"),
+    "serve": ("llava15.cli.serve", "OpenAI-compatible server with batching and a chat page"),
 }
 
 

@@ -1,0 +1,48 @@
+"""Token ids -> text deltas for streaming, with the rules of `Engine.stream`.
+
+The whole answer is re-decoded at every token (SentencePiece decoding depends on neighbours:
+a leading "▁" and byte-fallback pieces), stop strings are cut off, and a delta is held back
+while the text ends inside a multi-byte character or with what may be the start of a stop
+string. Leading whitespace is held back too, so joined deltas equal the non-streamed answer
+(`decode(tokens).strip()`) up to trailing whitespace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from llava15.infer.engine import StopStrings
+
+
+class TextDeltas:
+    def __init__(self, tokenizer, stops: Sequence[str] = ()) -> None:
+        self.tokenizer = tokenizer
+        self.stops = tuple(stops)
+        self.tokens: list[int] = []
+        self.sent = ""
+
+    def text(self) -> str:
+        """The answer so far, stop strings cut off (not stripped)."""
+        return StopStrings.trim(self.tokenizer.decode(self.tokens), self.stops)
+
+    def push(self, token: int) -> str:
+        """Add a token; return the text that became safe to send ("" if none)."""
+        self.tokens.append(token)
+        text = self.text().lstrip()
+        safe = len(text.rstrip("\ufffd"))
+        for stop in self.stops:  # hold back a possible stop-string prefix
+            for k in range(min(len(stop) - 1, safe), 0, -1):
+                if text[:safe].endswith(stop[:k]):
+                    safe -= k
+                    break
+        return self._advance(text[:safe])
+
+    def finish(self) -> str:
+        """The rest of the answer once decoding has ended."""
+        return self._advance(self.text().strip())
+
+    def _advance(self, text: str) -> str:
+        if len(text) <= len(self.sent):
+            return ""
+        delta, self.sent = text[len(self.sent):], text
+        return delta
