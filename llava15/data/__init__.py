@@ -1,0 +1,1 @@
+"""Data: image loading and preprocessing, conversations, tokenization, datasets and batching."""
