@@ -1,1 +1,1 @@
-"""Data: image loading and preprocessing, conversations, tokenization, datasets and batching."""
+"""The data layer: prompt templates, tokenizers, label masks and image preprocessing."""
