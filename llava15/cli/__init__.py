@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("llava15.cli.chat", "multi-turn chat in the terminal, streaming"),
     "convert": ("llava15.cli.convert", "convert a checkpoint to the llava-hf layout"),
     "serve": ("llava15.cli.serve", "OpenAI-compatible server with batching and a chat page"),
+    "synth": ("llava15.cli.synth", "write the offline world's synthetic training data and benchmarks"),
 }
 
 
