@@ -73,7 +73,7 @@ class ImageProcessorConfig:
 
     @property
     def background_color(self) -> tuple[int, int, int]:
-        """The `pad` colour: `int(x * 255)` of the mean (truncated, as officially): (122, 116, 104) for CLIP."""
+        """The `pad` colour: `int(x * 255)` of the mean, truncated as officially: (122, 116, 104) for CLIP."""
         return tuple(int(x * 255) for x in self.image_mean)  # type: ignore[return-value]
 
     @classmethod
@@ -122,7 +122,7 @@ class ImageProcessorConfig:
         return cls.from_dict(d, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
-        """A `preprocessor_config.json` that `transformers.CLIPImageProcessor` reads back to these settings."""
+        """A `preprocessor_config.json` dict that `transformers.CLIPImageProcessor` reads back as is."""
         d = asdict(self)
         height, width = d.pop("crop_size")
         d["crop_size"] = {"height": height, "width": width}
@@ -175,7 +175,10 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
             raise ImageError(f"{name}: empty image file (0 bytes)")
     else:
         raise TypeError(f"load_image takes a path, bytes or a PIL image, not {type(source).__name__}")
-    with warnings.catch_warnings():  # local: PIL's bomb warning becomes an error only in here
+    # Locally, PIL's bomb warning (between 1x and 2x MAX_IMAGE_PIXELS) becomes an error. The filter
+    # is process-wide while active, and `catch_warnings` is not thread-safe, so `_check_pixels`
+    # enforces the same limit itself before decoding.
+    with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(fp) as image:
@@ -256,7 +259,8 @@ def value_table(config: ImageProcessorConfig) -> np.ndarray:
     computes `(x - mean) / std` in float32 with float32 mean/std.
     """
     levels = np.arange(256, dtype=np.uint8)
-    x = (levels * config.rescale_factor).astype(np.float32) if config.do_rescale else levels.astype(np.float32)
+    x = levels * config.rescale_factor if config.do_rescale else levels  # float64, as in transformers
+    x = x.astype(np.float32)
     x = np.broadcast_to(x, (3, 256))
     if config.do_normalize:
         mean = np.asarray(config.image_mean, dtype=np.float32)[:, None]
@@ -275,7 +279,8 @@ def preprocess(image: Image.Image, config: ImageProcessorConfig) -> torch.Tensor
     if config.do_convert_rgb and image.mode != "RGB":
         image = image.convert("RGB")
     if image.mode != "RGB":
-        raise ValueError(f"preprocess needs an RGB image when do_convert_rgb is false, got mode {image.mode!r}")
+        raise ValueError(f"preprocess needs an RGB image when do_convert_rgb is false, "
+                         f"got mode {image.mode!r}")
     if config.do_resize:
         image = image.resize(resize_output_size(image.size, config.shortest_edge), resample=config.resample)
     pixels = np.asarray(image)  # (H, W, 3) uint8

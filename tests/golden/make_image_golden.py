@@ -4,8 +4,8 @@ Run from the repository root with the official venv (llava-torch 1.2.2.post1, tr
 
     /work/official/venv/bin/python tests/golden/make_image_golden.py
 
-For every source image of `image_cases.build_cases()` and every processor / aspect-ratio pair it
-(`image_cases.golden_runs()`) calls `llava.mm_utils.process_images([image], CLIPImageProcessor(**kwargs), cfg)` twice: on
+For every (source image, processor, aspect ratio) of `image_cases.golden_runs()` it calls
+`llava.mm_utils.process_images([image], CLIPImageProcessor(**kwargs), cfg)` twice: on
 `image.convert('RGB')` (what every official loader hands over) and on the raw image (recording the
 error where the official code raises). It also records transformers' resize output size
 (`get_resize_output_image_size`) for odd sizes.
