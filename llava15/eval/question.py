@@ -1,0 +1,96 @@
+"""The benchmark question record and the small file helpers every benchmark module shares.
+
+A `Question` is what the evaluation harness needs to ask the model one question exactly as the
+official scripts do: the image (a path relative to the benchmark's image folder, raw image
+bytes for MMBench's base64 TSV, or None), the prompt text without the image token (including
+the response-format suffix the official question file or script appends), and the official
+`max_new_tokens`. Benchmark-specific data (options, categories, MMBench rounds) lives in `extra`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Response-format suffixes of the paper's prompts (benchmarks.md section 0).
+SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
+MULTIPLE_CHOICE = "\nAnswer with the option's letter from the given choices directly."
+MULTIPLE_CHOICE_CN = "\n请直接回答选项字母。"
+
+# model_vqa_loader.py generates at most 128 new tokens; model_vqa.py, model_vqa_science.py and
+# model_vqa_mmbench.py at most 1024.
+SHORT_MAX_NEW_TOKENS = 128
+LONG_MAX_NEW_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question as the official inference script would pose it.
+
+    `text` is the user turn without the image token; the harness sends `"<image>\\n" + text`
+    when `image` is not None. `image` is a relative path (str) under the module's image root,
+    raw encoded image bytes (MMBench), or None (text-only ScienceQA questions).
+    `extra` may hold `prompt` (the answer file's `prompt` field when it differs from `text`,
+    as in ScienceQA), and MMBench's `round_id`, `options`, `option_char`.
+    """
+
+    question_id: Any
+    image: str | bytes | None
+    text: str
+    max_new_tokens: int
+    extra: dict = field(default_factory=dict)
+
+
+def locate(data_dir: str | Path, relative: str, official_root: str, what: str = "file") -> Path:
+    """`data_dir / relative`, or a FileNotFoundError naming the official location."""
+    path = Path(data_dir) / relative
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: {what} not found; the official release puts it at "
+            f"{official_root}/{relative}")
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a syntax error names the file, line and column."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from e
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Parse a JSON-lines file (blank lines skipped); a bad line raises naming file and line."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg})") from e
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{line_no}: expected a JSON object, got "
+                                 f"{type(record).__name__}")
+            records.append(record)
+    return records
+
+
+def require_keys(record: dict, keys: tuple[str, ...], where: str) -> None:
+    """Raise a KeyError naming `where` (file:line or record id) if a key is missing."""
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise KeyError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
+
+
+def output_path(out_path: str | Path, suffix: str) -> Path:
+    """The submission path: `out_path` as given, or with `suffix` added when it has none."""
+    path = Path(out_path)
+    if not path.suffix:
+        path = path.with_suffix(suffix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
