@@ -71,11 +71,21 @@ def assert_close(ours: torch.Tensor, golden: np.ndarray) -> None:
     assert float(np.abs(ours.numpy() - golden).max()) <= TOLERANCE
 
 
+@pytest.mark.filterwarnings("ignore:Palette images with Transparency:UserWarning")  # PIL's, officially too
 @pytest.mark.parametrize("entry", MANIFEST["cases"], ids=case_id)
 def test_process_images_matches_official(entry):
     """Ours on the image as built (any mode) == official on `image.convert('RGB')` (the loaders' input)."""
     ours = process_images([sources()[entry["case"]]], config_of(entry["processor"]), entry["aspect_ratio"])
     assert ours.shape[0] == 1
+    assert_close(ours[0], decode(entry["array"], entry["shape"]))
+
+
+@pytest.mark.parametrize("entry", MANIFEST["channel_axis_cases"], ids=case_id)
+def test_images_one_or_three_pixels_tall(entry):
+    """Deliberate divergence: transformers reads these as channels-first (garbled or an error, see
+    `entry["official"]`); we match its pipeline with the channel axis stated."""
+    image = image_cases().channel_axis_cases()[entry["case"]]
+    ours = process_images([image], config_of(entry["processor"]), entry["aspect_ratio"])
     assert_close(ours[0], decode(entry["array"], entry["shape"]))
 
 

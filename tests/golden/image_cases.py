@@ -43,6 +43,17 @@ def photo_cases() -> dict[str, Image.Image]:
     }
 
 
+def channel_axis_cases() -> dict[str, Image.Image]:
+    """RGB images 1 or 3 pixels tall, which transformers' channel-axis guess reads as channels-first."""
+    astronaut = _photo("astronaut")
+    return {
+        "astronaut_row_20x3": astronaut.crop((220, 180, 240, 183)),
+        "astronaut_row_50x1": astronaut.crop((200, 100, 250, 101)),
+        "astronaut_1x1": astronaut.crop((250, 100, 251, 101)),
+        "astronaut_3x3": astronaut.crop((250, 100, 253, 103)),
+    }
+
+
 def _ramp(width: int, height: int) -> np.ndarray:
     """(height, width) float64 ramp in [0, 1) over x + y; a smooth, deterministic alpha / value map."""
     y, x = np.mgrid[0:height, 0:width]

@@ -8,7 +8,8 @@ For every (source image, processor, aspect ratio) of `image_cases.golden_runs()`
 `llava.mm_utils.process_images([image], CLIPImageProcessor(**kwargs), cfg)` twice: on
 `image.convert('RGB')` (what every official loader hands over) and on the raw image (recording the
 error where the official code raises). It also records transformers' resize output size
-(`get_resize_output_image_size`) for odd sizes.
+(`get_resize_output_image_size`) for odd sizes, and, for RGB images 1 or 3 pixels tall (whose
+channel axis transformers guesses wrongly), the CLIP pipeline with `input_data_format="channels_last"`.
 
 Outputs `tests/golden/image/pixels.npz` (compressed) and `tests/golden/image/manifest.json`.
 The float32 arrays are stored losslessly as a per-channel table of distinct values plus a uint8/uint16
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import PIL
 import transformers
-from llava.mm_utils import process_images
+from llava.mm_utils import expand2square, process_images
 from transformers import CLIPImageProcessor
 from transformers.image_transforms import get_resize_output_image_size
 
@@ -99,6 +100,29 @@ def main() -> None:
         entries.append(entry)
         print(name, proc, aspect_ratio, entry["shape"], entry["raw"])
 
+    # Images 1 or 3 pixels tall: the official result (often garbled or an error) and the same pipeline
+    # with the channel axis stated (`input_data_format="channels_last"`), which is what we match.
+    axis_entries = []
+    kwargs = image_cases.PROCESSORS[image_cases.ALL_CASES_AT]
+    for name, image in image_cases.channel_axis_cases().items():
+        for aspect_ratio in image_cases.ASPECT_RATIOS:
+            processor = CLIPImageProcessor(**kwargs)
+            shown = expand2square(image, tuple(int(x * 255) for x in processor.image_mean)) \
+                if aspect_ratio == "pad" else image
+            stated = processor.preprocess(shown, input_data_format="channels_last",
+                                          return_tensors="np")["pixel_values"][0]
+            entry = {"case": name, "size": list(image.size), "processor": image_cases.ALL_CASES_AT,
+                     "aspect_ratio": aspect_ratio, "shape": list(stated.shape), "array": encode(stated, store)}
+            try:
+                official_out = official(image, kwargs, aspect_ratio)
+            except Exception as e:  # recorded in the manifest
+                entry["official"] = f"error: {type(e).__name__}: {e}"
+            else:
+                same = official_out.shape == stated.shape and np.array_equal(official_out, stated)
+                entry["official"] = "same" if same else "differs"
+            axis_entries.append(entry)
+            print(name, aspect_ratio, entry["official"])
+
     resize = []
     for w, h, s in image_cases.RESIZE_SIZES:
         dummy = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (h, w, 3))
@@ -116,6 +140,7 @@ def main() -> None:
                      "numpy": np.__version__},
         "processors": image_cases.PROCESSORS,
         "cases": entries,
+        "channel_axis_cases": axis_entries,
         "resize_output_size": resize,
     }
     (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
