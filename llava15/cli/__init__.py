@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("llava15.cli.predict", "answer a question file (drop-in for model_vqa_loader)"),
     "chat": ("llava15.cli.chat", "multi-turn chat in the terminal, streaming"),
     "convert": ("llava15.cli.convert", "convert a checkpoint to the llava-hf layout"),
+    "score": ("llava15.cli.score", "score answers / write submissions as the official scripts do"),
     "serve": ("llava15.cli.serve", "OpenAI-compatible server with batching and a chat page"),
     "synth": ("llava15.cli.synth", "write the offline world's synthetic training data and benchmarks"),
 }
