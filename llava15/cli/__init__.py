@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("llava15.cli.chat", "multi-turn chat in the terminal, streaming"),
     "convert": ("llava15.cli.convert", "convert a checkpoint to the llava-hf layout"),
     "score": ("llava15.cli.score", "score answers / write submissions as the official scripts do"),
+    "train": ("llava15.cli.train", "train one stage of the recipe (pretrain | finetune)"),
     "serve": ("llava15.cli.serve", "OpenAI-compatible server with batching and a chat page"),
     "synth": ("llava15.cli.synth", "write the offline world's synthetic training data and benchmarks"),
 }

@@ -1,0 +1,196 @@
+"""The official LLaVA training data: records, lazy samples, right-padded batches.
+
+Records are `{"id", "image"?, "conversations": [{"from": "human"|"gpt", "value"}...]}` in a .json
+list (558K pretrain / 665K mix) or a .jsonl file; text-only records mix freely with image ones.
+Everything is checked when the file is read, so a malformed record stops the run before training
+with its index and a reason. Images are loaded lazily in `__getitem__` (DataLoader workers), as
+the official `LazySupervisedDataset` does (spec §5.3).
+
+A sample whose image is missing or corrupt is returned as a `Sample` with `skipped` set (counted
+by the loop) unless `strict`, which raises naming the record. A sample whose labels are all
+masked (truncation, or the official "tokenization mismatch" rule) is dropped in `collate` and
+counted, so it never trains with a silent zero loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from llava15.config import IGNORE_INDEX
+from llava15.data.conversation import get_template, preprocess_multimodal
+from llava15.data.image import ImageError, ImageProcessorConfig, load_image, process_images
+from llava15.data.labels import encode_conversation
+from llava15.data.tokenizer import expand_image_tokens
+
+ROLES = ("human", "gpt")
+
+
+def load_records(path: str | Path) -> list[dict]:
+    """Read and check an official LLaVA data file (.json list or .jsonl)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        records = []
+        for line_no, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}: line {line_no} is not JSON: {e}") from None
+    else:
+        records = json.loads(text)
+        if not isinstance(records, list):
+            raise ValueError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
+    for i, record in enumerate(records):
+        if reason := record_problem(record):
+            rid = record.get("id") if isinstance(record, dict) else None
+            raise ValueError(f"{path}: record {i} (id {rid!r}): {reason}")
+    return records
+
+
+def record_problem(record) -> str:
+    """Why a record is malformed, or '' when it is fine."""
+    if not isinstance(record, dict):
+        return f"a record must be an object, got {type(record).__name__}"
+    if "image" in record and not isinstance(record["image"], str):
+        return f"'image' must be a relative path string, got {type(record['image']).__name__}"
+    turns = record.get("conversations")
+    if not isinstance(turns, list) or not turns:
+        return "'conversations' must be a non-empty list"
+    for k, turn in enumerate(turns):
+        if not isinstance(turn, dict) or turn.get("from") not in ROLES or not isinstance(turn.get("value"), str):
+            return f"conversations[{k}] must be {{'from': 'human'|'gpt', 'value': str}}, got {turn!r:.80}"
+    return ""
+
+
+def modality_length(record: dict) -> int:
+    """Official `modality_lengths`: whitespace words of all turns, negative for text-only records."""
+    words = sum(len(turn["value"].split()) for turn in record["conversations"])
+    return words if "image" in record else -words
+
+
+@dataclass
+class Sample:
+    index: int
+    input_ids: torch.Tensor  # (T,) every image expanded to num_image_tokens positions
+    labels: torch.Tensor  # (T,) IGNORE_INDEX where no loss is taken
+    pixel_values: torch.Tensor | None = None  # (3,H,W); None for a text-only record
+    skipped: str = ""  # why the record could not be used ('' when it is fine)
+    mismatch: bool = False  # the official tokenization-mismatch rule masked every label
+
+    @property
+    def num_targets(self) -> int:
+        """Tokens that carry loss: a label at position 0 is never predicted (shifted loss)."""
+        return int((self.labels[1:] != IGNORE_INDEX).sum())
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B,T)
+    labels: torch.Tensor  # (B,T)
+    attention_mask: torch.Tensor  # (B,T) right padding, or (B,1,T,T) bool for packed rows
+    position_ids: torch.Tensor | None = None  # (B,T) with packed rows
+    pixel_values: torch.Tensor | None = None  # (N,3,H,W), images in token order
+    indices: list[int] = field(default_factory=list)  # dataset indices trained on
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (index, reason)
+    fully_masked: list[int] = field(default_factory=list)
+    num_tokens: int = 0  # real (non-padding) tokens
+    mismatched: int = 0  # of fully_masked: by the official tokenization-mismatch rule
+
+    @property
+    def num_targets(self) -> int:
+        return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
+
+    def to(self, device: torch.device | str) -> "Batch":
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.input_ids), move(self.labels), move(self.attention_mask),
+                     move(self.position_ids), move(self.pixel_values), self.indices, self.skipped,
+                     self.fully_masked, self.num_tokens, self.mismatched)
+
+
+def usable_samples(samples: list[Sample]) -> tuple[list[Sample], Batch]:
+    """Trainable samples, and an empty Batch that records the skipped and fully masked ones."""
+    masked = [s for s in samples if not s.skipped and s.num_targets == 0]
+    record = Batch(torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1, dtype=torch.long),
+                   torch.zeros(0, 1, dtype=torch.bool), skipped=[(s.index, s.skipped) for s in samples if s.skipped],
+                   fully_masked=[s.index for s in masked], mismatched=sum(s.mismatch for s in masked))
+    return [s for s in samples if not s.skipped and s.num_targets > 0], record
+
+
+def collate(samples: list[Sample], pad_token_id: int = 0) -> Batch:
+    """Right-pad to the longest sample (the official collator; padding side right in training)."""
+    kept, record = usable_samples(samples)
+    length = max((len(s.input_ids) for s in kept), default=1)
+    input_ids = torch.full((len(kept), length), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(kept), length), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(kept), length), dtype=torch.bool)
+    for row, s in enumerate(kept):
+        n = len(s.input_ids)
+        input_ids[row, :n], labels[row, :n], attention_mask[row, :n] = s.input_ids, s.labels, True
+    images = [s.pixel_values for s in kept if s.pixel_values is not None]
+    return dataclasses.replace(record, input_ids=input_ids, labels=labels, attention_mask=attention_mask,
+                               pixel_values=torch.stack(images) if images else None,
+                               indices=[s.index for s in kept], num_tokens=int(attention_mask.sum()))
+
+
+class LazySupervisedDataset(Dataset):
+    """Official records -> `Sample`s: image loading, `<image>` handling, labels, truncation."""
+
+    def __init__(self, records: list[dict], *, tokenizer, template: str, image_folder: str | Path,
+                 image_config: ImageProcessorConfig, image_aspect_ratio: str, model_max_length: int,
+                 image_token_index: int, num_image_tokens: int, strict: bool = False) -> None:
+        self.records = records
+        self.tokenizer = tokenizer
+        self.template = get_template(template)
+        self.image_folder = Path(image_folder)
+        self.image_config = image_config
+        self.image_aspect_ratio = image_aspect_ratio
+        self.model_max_length = model_max_length
+        self.image_token_index = image_token_index
+        self.num_image_tokens = num_image_tokens
+        self.strict = strict
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def modality_lengths(self) -> list[int]:
+        return [modality_length(r) for r in self.records]
+
+    def _skip(self, index: int, reason: str) -> Sample:
+        record = self.records[index]
+        if self.strict:
+            raise ValueError(f"record {index} (id {record.get('id')!r}): {reason} (--strict)")
+        empty = torch.zeros(0, dtype=torch.long)
+        return Sample(index, empty, empty, None, skipped=reason)
+
+    def __getitem__(self, index: int) -> Sample:
+        record = self.records[index]
+        conversations = record["conversations"]
+        pixel_values = None
+        if "image" in record:
+            try:
+                image = load_image(self.image_folder / record["image"]).convert("RGB")
+                pixel_values = process_images([image], self.image_config, self.image_aspect_ratio)[0]
+            except (ImageError, OSError) as e:
+                return self._skip(index, f"image {record['image']!r}: {e}")
+            conversations = preprocess_multimodal(conversations)
+        encoded = encode_conversation(conversations, self.tokenizer, self.template,
+                                      pixel_values is not None, self.model_max_length)
+        ids, labels = expand_image_tokens(encoded.input_ids, encoded.labels, self.image_token_index,
+                                          self.num_image_tokens)
+        # The official code truncates after splicing the image features (prepare_inputs_labels_
+        # for_multimodal); expanding first and then cutting gives the same positions.
+        ids = torch.as_tensor(ids, dtype=torch.long)[:self.model_max_length]
+        labels = torch.as_tensor(labels, dtype=torch.long)[:self.model_max_length]
+        if pixel_values is not None and int((ids == self.image_token_index).sum()) != self.num_image_tokens:
+            return self._skip(index, f"model_max_length={self.model_max_length} cuts through the image")
+        return Sample(index, ids, labels, pixel_values, mismatch=bool(encoded.mismatch))

@@ -1,0 +1,54 @@
+"""What a stage leaves behind (spec §5.5).
+
+`pretrain`: the projector alone, as `projector.safetensors` (our names) and the official
+`mm_projector.bin` (keys `model.mm_projector.{0,2}.{weight,bias}`), with a `config.json` that
+names how it was trained (`tune_mm_mlp_adapter`, `image_aspect_ratio: square`).
+`finetune`: the full model in the llava-hf layout (`llava15.checkpoint.save_llava_hf`), loadable
+by `llava15 predict` and by `transformers`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from llava15.config import LlavaConfig
+from llava15.data.image import ImageProcessorConfig
+from llava15.model.llava import Llava
+
+PROJECTOR = "multi_modal_projector."
+
+
+def official_projector_state(projector: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`multi_modal_projector.linear_k.leaf` -> `model.mm_projector.{2(k-1)}.leaf` (nn.Sequential indices)."""
+    out = {}
+    for key, value in projector.items():
+        layer, leaf = key.removeprefix(PROJECTOR).split(".", 1)
+        index = 2 * (int(layer.removeprefix("linear_")) - 1)
+        out[f"model.mm_projector.{index}.{leaf}"] = value
+    return out
+
+
+def export_projector(out_dir: Path, state: dict[str, torch.Tensor], config: LlavaConfig) -> None:
+    projector = {k: v.detach().cpu().contiguous() for k, v in state.items() if k.startswith(PROJECTOR)}
+    if not projector:
+        raise ValueError("no projector weights to export")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(projector, str(out_dir / "projector.safetensors"), metadata={"format": "pt"})
+    torch.save(official_projector_state(projector), out_dir / "mm_projector.bin")
+    (out_dir / "config.json").write_text(json.dumps({
+        "mm_projector_type": config.mm_projector_type, "mm_hidden_size": config.vision.hidden_size,
+        "hidden_size": config.text.hidden_size, "mm_vision_select_layer": config.mm_vision_select_layer,
+        "mm_vision_select_feature": config.mm_vision_select_feature,
+        "image_aspect_ratio": config.image_aspect_ratio, "tune_mm_mlp_adapter": True,
+        "mm_use_im_start_end": False, "mm_use_im_patch_token": False}, indent=2) + "\n")
+
+
+def export_model(out_dir: Path, model: Llava, config: LlavaConfig, tokenizer_dir: Path,
+                 image_config: ImageProcessorConfig) -> None:
+    from llava15.checkpoint import save_llava_hf
+
+    save_llava_hf(model, config, tokenizer_dir, image_config, out_dir)

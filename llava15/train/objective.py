@@ -1,0 +1,84 @@
+"""The training objective: summed next-token cross-entropy over the target tokens of a batch.
+
+`Objective` wraps `Llava` so the whole forward pass, loss included, runs inside one module call
+(FSDP2 gathers the root's parameters around that call). It applies `lm_head` only at positions
+that carry a label: in LLaVA batches most positions (image tokens, prompts, padding) carry none,
+so this skips most of the largest matmul without changing the loss.
+
+The loss is returned as a sum together with the number of target tokens; the loop divides by the
+normaliser its rule names (`mean_per_microbatch` or `token_weighted`).
+
+Text-only rows carry no image positions and need no image: the official code feeds a zero image
+whose features are computed and then unused, which gives the same loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from torch import nn
+
+from llava15.config import IGNORE_INDEX
+from llava15.model.llama import LanguageModel, rotary_cos_sin
+from llava15.model.llava import Llava
+
+
+def decoder_hidden_states(lm: LanguageModel, inputs_embeds: torch.Tensor, mask: torch.Tensor | None,
+                          position_ids: torch.Tensor) -> torch.Tensor:
+    """The decoder's final normed hidden states (B,T,D) (`LanguageModel._run` without lm_head).
+
+    `mask` None means plain causal attention: right-padded rows need nothing more, since a real
+    token never attends to the padding that follows it."""
+    cos, sin = rotary_cos_sin(position_ids, lm.config.head_dim, lm.config.rope_theta, inputs_embeds.dtype)
+    x = inputs_embeds
+    checkpointing = lm.gradient_checkpointing and lm.training and torch.is_grad_enabled()
+    for i, layer in enumerate(lm.model.layers):
+        if checkpointing:  # recompute activations in backward: memory for compute
+            x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask, None, i, use_reentrant=False)
+        else:
+            x = layer(x, cos, sin, mask, None, i)
+    return lm.model.norm(x)
+
+
+class Objective(nn.Module):
+    def __init__(self, llava: Llava) -> None:
+        super().__init__()
+        self.llava = llava
+        # With FSDP every process must run every sharded unit in each micro-batch (their gathers
+        # and reductions are collective), so a row set without images still runs the projector.
+        self.keep_units_busy = False
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor | None = None,
+                pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+        """Summed cross-entropy of predicting labels[:, 1:] from positions [:, :-1] (float32)."""
+        inputs_embeds = self.llava.embed_inputs(input_ids, pixel_values)
+        b, t, _ = inputs_embeds.shape
+        if attention_mask.dim() == 4:  # packed rows: block-diagonal mask and restarting positions
+            if position_ids is None:
+                raise ValueError("a 4-D attention mask needs position_ids")
+            mask = attention_mask
+        else:
+            mask, position_ids = None, torch.arange(t, device=input_ids.device).expand(b, t)
+        hidden = decoder_hidden_states(self.llava.language_model, inputs_embeds, mask, position_ids)
+        targets = labels[:, 1:]
+        keep = targets != IGNORE_INDEX
+        logits = F.linear(hidden[:, :-1][keep], self.llava.language_model.output_weight())
+        loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+        if self.keep_units_busy and pixel_values is None:
+            loss = loss + 0.0 * self.idle_image_path(inputs_embeds.dtype).sum()  # adds exactly 0
+        return loss
+
+    def idle_image_path(self, dtype: torch.dtype) -> torch.Tensor:
+        """The image path on a zero input: the projector alone while the tower is frozen (and not
+        sharded); the official zero image through the tower when the tower trains."""
+        config = self.llava.config
+        if any(p.requires_grad for p in self.llava.vision_tower.parameters()):
+            size = config.vision.image_size
+            zeros = torch.zeros(1, config.vision.num_channels, size, size, dtype=dtype,
+                                device=self.llava.language_model.model.embed_tokens.weight.device)
+            return self.llava.encode_images(zeros)
+        projector = self.llava.multi_modal_projector
+        weight = next(projector.parameters())
+        return projector(torch.zeros(1, 1, config.vision.hidden_size, dtype=weight.dtype, device=weight.device))
