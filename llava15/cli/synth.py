@@ -1,4 +1,5 @@
-"""`llava15 synth`: write the offline world's synthetic data (training files, held-out benchmarks)."""
+"""`llava15 synth`: write the offline world's synthetic data (training files and held-out
+benchmarks; see `llava15.world.synth`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--scale", choices=("small", "demo"), default="demo",
                         help="small: a few hundred samples (tests); demo: a few thousand")
-    parser.add_argument("--image-size", type=int, default=64, help="image side in pixels (default 64)")
+    parser.add_argument("--image-size", type=int, default=64,
+                        help="image side in pixels (default 64)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a previous synth output in --out")
 

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from llava15.world.synth import prompts as P
 from llava15.world.synth.bench_common import Bench
 from llava15.world.synth.chinese import CN_TYPES, ask_cn
+from llava15.world.synth.language import article
 from llava15.world.synth.questions import LETTERS, QA, ask, format_options, with_options
 from llava15.world.synth.vocab import BACKGROUND_NAMES, COLOR_NAMES, PLURALS, SHAPES, number_word
 
@@ -43,8 +44,10 @@ def _mmbench(b: Bench, n_questions: int, tsv: str, chinese: bool) -> None:
         if qa is None:
             continue
         options, _ = with_options(qa, b.rng)
-        hint = "" if b.rng.random() < 0.7 else (
-            "图中有一些形状。" if chinese else f"The image shows shapes on a {scene.background} background.")
+        hint = ""
+        if b.rng.random() >= 0.7:
+            hint = ("图中有一些形状。" if chinese
+                    else f"The image shows shapes on a {scene.background} background.")
         image = base64.b64encode(b.image_bytes(scene)).decode("ascii")
         category, l2 = MMBENCH_CATEGORY[qa.qtype]
         for k in range(len(options)):
@@ -79,9 +82,9 @@ SEED_QUESTION_TYPES = MappingProxyType({
     "Instance Interaction": 7, "Visual Reasoning": 8, "Text Understanding": 9,
     "Action Recognition": 10, "Action Prediction": 11, "Procedure Understanding": 12})
 # The image types this world can ask about (6-8 need relations between things it has not got).
-SEED_WORLD_TYPES = MappingProxyType({"scene": "Scene Understanding", "shape": "Instance Identity",
-                                     "color": "Instance Attributes", "position": "Instance Location",
-                                     "count": "Instances Counting", "ocr": "Text Understanding"})
+SEED_WORLD_TYPES = MappingProxyType({
+    "scene": "Scene Understanding", "shape": "Instance Identity", "color": "Instance Attributes",
+    "position": "Instance Location", "count": "Instances Counting", "ocr": "Text Understanding"})
 SEED_PAD = MappingProxyType({"position": ("left", "right", "top", "bottom"),
                              "scene": BACKGROUND_NAMES + ("green",)})
 
@@ -132,7 +135,7 @@ def _sqa_text(b: Bench) -> tuple[QA, str]:
     """A text-only problem: the context holds the fact the question asks about."""
     color, shape, n = b.rng.choice(COLOR_NAMES), b.rng.choice(SHAPES), b.rng.randint(1, 4)
     if b.rng.random() < 0.5:
-        hint = f"There is a {color} {shape} in the box."
+        hint = f"There is {article(color)} {color} {shape} in the box."
         return QA("text", f"What color is the {shape} in the box?", color, "", COLOR_NAMES), hint
     things = shape if n == 1 else PLURALS[shape]
     hint = f"The box holds {number_word(n)} {things}."

@@ -36,7 +36,8 @@ def write_llavabench(b: Bench, n_images: int) -> None:
         items = [(qa.question, qa.full, "conv", qa.qtype)
                  for qa in ask_some(scene, b.rng, CONV_TYPES, 1 + (i % 3 == 0))]
         if i % 2 == 0:
-            items.append((b.rng.choice(DETAIL_INSTRUCTIONS), describe(scene), "detail", "description"))
+            items.append((b.rng.choice(DETAIL_INSTRUCTIONS), describe(scene), "detail",
+                          "description"))
         else:
             q, a = _complex(scene, b)
             items.append((q, a, "complex", "reasoning"))

@@ -5,6 +5,8 @@ Question files carry the response-format suffix in `text`, as the official LLaVA
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from llava15.world.synth import prompts as P
 from llava15.world.synth.bench_common import Bench
 from llava15.world.synth.questions import QA, UNANSWERABLE, ask, ask_some
@@ -12,11 +14,11 @@ from llava15.world.synth.stage_data import ocr_tokens
 
 VQA_TYPES = ("color", "shape", "count", "position", "size", "existence", "relation", "detail",
              "ocr", "scene")
-VQA_QUESTION_TYPE = {"color": "what color is the", "shape": "what shape is the",
-                     "count": "how many", "position": "is the", "size": "is the",
-                     "existence": "is there a", "relation": "is the", "ocr": "what",
-                     "detail": "what color is the", "scene": "what color is the",
-                     "unanswerable": "what"}
+VQA_QUESTION_TYPE = MappingProxyType({
+    "color": "what color is the", "shape": "what shape is the", "count": "how many",
+    "position": "is the", "size": "is the", "existence": "is there a", "relation": "is the",
+    "ocr": "what", "detail": "what color is the", "scene": "what color is the",
+    "unanswerable": "what"})
 
 
 def answer_type(qa: QA) -> str:
@@ -68,9 +70,11 @@ def write_vqav2(b: Bench, n_images: int) -> None:
 
 
 GQA_TYPES = ("color", "shape", "position", "size", "existence", "relation")
-GQA_STRUCT = {"color": ("query", "attr", "queryAttr"), "shape": ("query", "cat", "categoryThis"),
-              "position": ("choose", "rel", "positionChoose"), "size": ("choose", "attr", "chooseAttr"),
-              "existence": ("verify", "obj", "existAttr"), "relation": ("verify", "rel", "relVerify")}
+# world type -> GQA (structural, semantic, detailed) types
+GQA_STRUCT = MappingProxyType({
+    "color": ("query", "attr", "queryAttr"), "shape": ("query", "cat", "categoryThis"),
+    "position": ("choose", "rel", "positionChoose"), "size": ("choose", "attr", "chooseAttr"),
+    "existence": ("verify", "obj", "existAttr"), "relation": ("verify", "rel", "relVerify")})
 
 
 def write_gqa(b: Bench, n_images: int) -> None:
@@ -134,7 +138,8 @@ def write_textvqa(b: Bench, n_questions: int) -> None:
         qa = ask(scene, b.rng, "ocr")
         question = qa.question.lower()
         rows.append({"question_id": image_id, "image": f"{image_id}.jpg",
-                     "text": P.ocr_prompt(question, ocr_tokens(scene, b.rng)), "category": "default"})
+                     "text": P.ocr_prompt(question, ocr_tokens(scene, b.rng)),
+                     "category": "default"})
         size = b.writer.image_size
         data.append({"question": question, "image_id": image_id, "image_classes": [],
                      "flickr_original_url": "", "flickr_300k_url": "", "image_width": size,

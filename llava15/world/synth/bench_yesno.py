@@ -97,18 +97,21 @@ def _mme_color(s: Scene, rng: random.Random) -> Pair | None:
     for o in rng.sample(s.objects, len(s.objects)):
         ref = refer(s, o, frozenset({"color"}))
         if ref is not None:
-            return (f"Is the {ref} {o.color}?", f"Is the {ref} {_other(rng, COLOR_NAMES, o.color)}?")
+            wrong = _other(rng, COLOR_NAMES, o.color)
+            return (f"Is the {ref} {o.color}?", f"Is the {ref} {wrong}?")
     return None
 
 
 def _mme_ocr(s: Scene, rng: random.Random) -> Pair | None:
     w = s.word.text
-    return (f'Is the word in the image "{w}"?', f'Is the word in the image "{_other(rng, WORDS, w)}"?')
+    wrong = _other(rng, WORDS, w)
+    return (f'Is the word in the image "{w}"?', f'Is the word in the image "{wrong}"?')
 
 
 def _mme_poster(s: Scene, rng: random.Random) -> Pair | None:
     w = s.word.text
-    return (f"Does this image show the word {w}?", f"Does this image show the word {_other(rng, WORDS, w)}?")
+    wrong = _other(rng, WORDS, w)
+    return (f"Does this image show the word {w}?", f"Does this image show the word {wrong}?")
 
 
 def _mme_detail(s: Scene, rng: random.Random) -> Pair | None:
@@ -148,7 +151,8 @@ def _mme_relation(s: Scene, rng: random.Random) -> Pair | None:
     for a, ra in named:
         for c, rc in named:
             if a.col < c.col:
-                return (f"Is the {ra} to the left of the {rc}?", f"Is the {rc} to the left of the {ra}?")
+                return (f"Is the {ra} to the left of the {rc}?",
+                        f"Is the {rc} to the left of the {ra}?")
     return None
 
 

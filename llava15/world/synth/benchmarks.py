@@ -17,18 +17,19 @@ from llava15.world.synth.bench_yesno import write_mme, write_pope
 
 # id -> (directory under eval/, writer, count as a function of the scale's eval unit n).
 # Counts are images (vqav2, gqa, pope, llavabench), images per category (mme) or questions.
-BENCHMARKS: MappingProxyType[str, tuple[str, Callable[[Bench, int], None], Callable[[int], int]]] = \
-    MappingProxyType({
-        "vqav2": ("vqav2", write_vqav2, lambda n: n),
-        "gqa": ("gqa", write_gqa, lambda n: n),
-        "vizwiz": ("vizwiz", write_vizwiz, lambda n: n),
-        "textvqa": ("textvqa", write_textvqa, lambda n: n),
-        "pope": ("pope", write_pope, lambda n: max(4, n // 2)),
-        "mme": ("MME", write_mme, lambda n: max(2, n // 6)),
-        "mmbench": ("mmbench", write_mmbench, lambda n: n),
-        "mmbench_cn": ("mmbench_cn", write_mmbench_cn, lambda n: max(4, n // 2)),
-        "seed": ("seed_bench", write_seed, lambda n: 2 * n),
-        "sqa": ("scienceqa", write_sqa, lambda n: n),
-        "llavabench": ("llava-bench-in-the-wild", write_llavabench, lambda n: min(24, max(4, n // 6))),
-        "mmvet": ("mm-vet", write_mmvet, lambda n: max(6, n // 2)),
-    })
+Writer = Callable[[Bench, int], None]
+BENCHMARKS: MappingProxyType[str, tuple[str, Writer, Callable[[int], int]]] = MappingProxyType({
+    "vqav2": ("vqav2", write_vqav2, lambda n: n),
+    "gqa": ("gqa", write_gqa, lambda n: n),
+    "vizwiz": ("vizwiz", write_vizwiz, lambda n: n),
+    "textvqa": ("textvqa", write_textvqa, lambda n: n),
+    "pope": ("pope", write_pope, lambda n: max(4, n // 2)),
+    "mme": ("MME", write_mme, lambda n: max(2, n // 6)),
+    "mmbench": ("mmbench", write_mmbench, lambda n: n),
+    "mmbench_cn": ("mmbench_cn", write_mmbench_cn, lambda n: max(4, n // 2)),
+    "seed": ("seed_bench", write_seed, lambda n: 2 * n),
+    "sqa": ("scienceqa", write_sqa, lambda n: n),
+    "llavabench": ("llava-bench-in-the-wild", write_llavabench,
+                   lambda n: min(24, max(4, n // 6))),
+    "mmvet": ("mm-vet", write_mmvet, lambda n: max(6, n // 2)),
+})

@@ -35,8 +35,12 @@ def refer(scene: Scene, obj: Obj, exclude: frozenset[str] = frozenset()) -> str 
     return None
 
 
+def article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def _count_phrase(n: int, words: str) -> str:
-    return f"{'a' if n == 1 else number_word(n)} {words}"
+    return f"{article(words) if n == 1 else number_word(n)} {words}"
 
 
 def groups(scene: Scene) -> list[tuple[int, str, str]]:

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from llava15.world.synth.language import refer
+from llava15.world.synth.language import article, refer
 from llava15.world.synth.scene import MAX_COUNT, Scene
-from llava15.world.synth.vocab import BACKGROUND_NAMES, COLOR_NAMES, PLURALS, SHAPES, SIZES, WORDS, number_word
+from llava15.world.synth.vocab import (BACKGROUND_NAMES, COLOR_NAMES, PLURALS, SHAPES, SIZES,
+                                       WORDS, number_word)
 
 YES, NO = "Yes", "No"
 UNANSWERABLE = "unanswerable"
@@ -60,7 +61,8 @@ def ask_shape(scene: Scene, rng: random.Random) -> QA | None:
 def ask_count(scene: Scene, rng: random.Random) -> QA | None:
     shape = rng.choice(sorted({o.shape for o in scene.objects}))
     n = scene.count(shape)
-    q = rng.choice(("How many {} are there?", "How many {} are in the image?")).format(PLURALS[shape])
+    template = rng.choice(("How many {} are there?", "How many {} are in the image?"))
+    q = template.format(PLURALS[shape])
     full = f"There is one {shape}." if n == 1 else f"There are {number_word(n)} {PLURALS[shape]}."
     return QA("count", q, str(n), full, tuple(str(i) for i in range(1, MAX_COUNT + 1)))
 
@@ -87,6 +89,16 @@ def ask_size(scene: Scene, rng: random.Random) -> QA | None:
 
 
 def ask_existence(scene: Scene, rng: random.Random) -> QA | None:
+    """Half of the time about a shape alone (POPE's "Is there a {object} in the image?"),
+    otherwise about a coloured shape; the answer is Yes or No with equal odds."""
+    if rng.random() < 0.5:
+        present_shapes = sorted({o.shape for o in scene.objects})
+        yes = rng.random() < 0.5
+        shape = rng.choice(present_shapes if yes else
+                           [s for s in SHAPES if s not in present_shapes])
+        full = f"Yes, there is a {shape}." if yes else f"No, there is no {shape}."
+        return QA("existence", f"Is there a {shape} in the image?", YES if yes else NO, full,
+                  (YES, NO))
     present = {(o.color, o.shape) for o in scene.objects}
     if rng.random() < 0.5:
         color, shape = rng.choice(sorted(present))
@@ -95,8 +107,9 @@ def ask_existence(scene: Scene, rng: random.Random) -> QA | None:
         absent = [(c, s) for c in COLOR_NAMES for s in SHAPES if (c, s) not in present]
         color, shape = rng.choice(absent)
         answer = NO
-    q = f"Is there a {color} {shape} in the image?"
-    full = (f"Yes, there is a {color} {shape}." if answer == YES
+    a = article(color)
+    q = f"Is there {a} {color} {shape} in the image?"
+    full = (f"Yes, there is {a} {color} {shape}." if answer == YES
             else f"No, there is no {color} {shape}.")
     return QA("existence", q, answer, full, (YES, NO))
 

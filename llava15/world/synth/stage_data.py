@@ -140,8 +140,8 @@ BUILDERS = MappingProxyType({"vqa": _vqa, "mc": _mc, "conv": _conv, "detail": _d
                              "cn": _cn})
 # Short-answer, choice and region samples put `<image>` first (as in the 665K json); free-form
 # ones put it before or after the text at random, as LLaVA-Instruct does.
-IMAGE_FIRST = MappingProxyType({"vqa": True, "mc": True, "region": True, "unanswerable": True,
-                                "cn": True})
+IMAGE_FIRST = MappingProxyType({"vqa": True, "mc": True, "ocr": True, "region": True,
+                                "unanswerable": True, "cn": True})
 
 
 def pick_kind(rng: random.Random) -> str:
