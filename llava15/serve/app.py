@@ -149,8 +149,11 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = error.errors()
-        if any(p.get("type") == "json_invalid" for p in problems):
-            return await api_error(request, APIError(400, "the request body is not valid JSON"))
+        if any(p.get("type") == "json_invalid" or tuple(p.get("loc", ())) == ("body",)
+               for p in problems):
+            return await api_error(request, APIError(
+                400, "the request body is not valid JSON or not a JSON object (send "
+                     "Content-Type: application/json)"))
         first = problems[0] if problems else {}
         where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
         message = "; ".join(f"{'.'.join(str(x) for x in p.get('loc', ()) if x != 'body')}: "

@@ -64,7 +64,8 @@ def render_messages(engine: Engine, messages: list[Message]) -> tuple[str, list[
 
 
 def sampling_params(body: ChatCompletionRequest, settings: ServeSettings) -> SamplingParams:
-    max_tokens = body.max_completion_tokens or body.max_tokens or settings.default_max_tokens
+    max_tokens = (body.max_completion_tokens or body.max_tokens
+                  or min(settings.default_max_tokens, settings.max_tokens_limit))
     if max_tokens > settings.max_tokens_limit:
         raise APIError(422, f"max_tokens is {max_tokens}, this server allows at most "
                             f"{settings.max_tokens_limit}", param="max_tokens")

@@ -97,7 +97,10 @@ def decode_image(data: bytes, settings: ServeSettings) -> Image.Image:
     try:
         with Image.open(io.BytesIO(data)) as probe:  # reads the header only
             width, height = probe.size
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:  # PIL's own, far larger limit, checked on open
+        raise APIError(413, f"image larger than the limit of {settings.max_image_pixels} pixels "
+                            f"({e})", param="image_url") from e
+    except (OSError, ValueError) as e:
         raise APIError(400, f"not a readable image ({type(e).__name__})", param="image_url") from e
     if width * height > settings.max_image_pixels:
         raise APIError(413, f"image of {width}x{height} pixels is larger than the limit of "
