@@ -49,12 +49,17 @@ def write_submission(answers: Answers, data_dir: str | Path, out_path: str | Pat
 
 
 def aggregate(scores: dict[str, float], metadata: dict) -> dict:
-    """Per capability, per capability combination (names joined by '_' in the evaluator's
-    order: most frequent first) and total, each mean x 100 rounded to 1 decimal."""
-    counter = Counter()
+    """Per capability, per capability combination (names joined by '_', most frequent
+    capability first) and total, each mean x 100 rounded to 1 decimal (one grading run)."""
+    counter: Counter = Counter()
+    first_seen: dict[str, int] = {}
     for value in metadata.values():
         counter.update(set(value["capability"]))
-    order = [name for name, _ in counter.most_common()]
+        for cap in value["capability"]:
+            first_seen.setdefault(cap, len(first_seen))
+    # the evaluator orders by frequency; ties (and names inside a combination, which it joins
+    # in set order) are ordered here by first appearance, so names are reproducible
+    order = sorted(counter, key=lambda c: (-counter[c], first_seen[c]))
     caps: dict = {name: [] for name in order}
     combos: dict = {}
     for key, value in metadata.items():
