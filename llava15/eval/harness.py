@@ -1,0 +1,165 @@
+"""Run benchmarks end to end: official questions -> greedy answers -> official answer files -> scores.
+
+For each benchmark module (`llava15.eval.benchmarks.BENCHMARKS`): `load(data_dir)` gives the
+questions with the official prompt text and `max_new_tokens`; the engine answers
+`"<image>\\n" + text` in the model's template (vicuna_v1 for the paper's numbers) with greedy
+decoding; answers are written in the official shape to `<out>/<name>/answers.jsonl` (resumable:
+question ids already there are skipped); then `score(answers_path, data_dir)` runs the official
+rule and `write_submission` writes the server file where a server scores the split.
+
+A question whose image is missing or unreadable becomes an error row (counted, reported, never
+a crash of the whole run). With several processes (`torchrun`), rank r answers the r-th
+contiguous chunk into `answers.rank{r}.jsonl`; rank 0 merges in chunk order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llava15.data.conversation import build_question_prompt
+from llava15.data.image import ImageError, load_image
+from llava15.infer.engine import Engine, Request
+from llava15.infer.generate import SamplingParams
+
+
+@dataclass
+class BenchmarkRun:
+    name: str
+    answered: int = 0
+    resumed: int = 0
+    errors: list[dict] = field(default_factory=list)
+    scores: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def read_answered(path: Path) -> dict[str, dict]:
+    """Answer lines already written (for resuming), keyed by str(question_id)."""
+    done: dict[str, dict] = {}
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:  # a run killed mid-write leaves a partial line
+                    raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg}); remove the line "
+                                     "to resume") from e
+                done[str(record["question_id"])] = record
+    return done
+
+
+def answer_line(question, text: str, model_id: str) -> dict:
+    record = {"question_id": question.question_id,
+              "prompt": question.extra.get("prompt", question.text), "text": text,
+              "answer_id": uuid.uuid4().hex, "model_id": model_id, "metadata": {}}
+    # MMBench's answer files carry the rotation's options and round (model_vqa_mmbench.py).
+    for key in ("round_id", "options", "option_char"):
+        if key in question.extra:
+            record[key] = question.extra[key]
+    return record
+
+
+def shard(items: Sequence, rank: int, world: int) -> list:
+    size = math.ceil(len(items) / world) if items else 0
+    return list(items[rank * size:(rank + 1) * size])
+
+
+def answer_questions(engine: Engine, questions: Sequence, image_root: Path, out_path: Path,
+                     run: BenchmarkRun, batch_size: int, progress: Callable | None = None) -> None:
+    """Append answers for the questions not yet in `out_path`; error rows go to `run.errors`."""
+    done = read_answered(out_path)
+    todo = [q for q in questions if str(q.question_id) not in done]
+    run.resumed = len(questions) - len(todo)
+    bar = progress(total=len(todo), desc=run.name) if progress else None
+    with open(out_path, "a", encoding="utf-8") as out:
+        for start in range(0, len(todo), batch_size):
+            batch, requests = [], []
+            for q in todo[start:start + batch_size]:
+                images = []
+                if q.image is not None:
+                    source = q.image if isinstance(q.image, bytes) else image_root / q.image
+                    try:
+                        images = [load_image(source)]
+                    except ImageError as e:
+                        run.errors.append({"question_id": q.question_id, "error": str(e)})
+                        continue
+                params = SamplingParams(max_new_tokens=q.max_new_tokens, temperature=0.0)
+                prompt = build_question_prompt(engine.template, q.text, with_image=bool(images))
+                batch.append(q)
+                requests.append(Request(prompt, images, params))
+            answers = engine.generate(requests) if requests else []
+            for q, text in zip(batch, answers):
+                out.write(json.dumps(answer_line(q, text, engine.model_id), ensure_ascii=False) + "\n")
+                run.answered += 1
+            out.flush()
+            if bar is not None:
+                bar.update(len(todo[start:start + batch_size]))
+    if bar is not None:
+        bar.close()
+
+
+def merge_shards(out_dir: Path, world: int) -> Path:
+    """Concatenate rank files in rank (= chunk) order into answers.jsonl."""
+    merged = out_dir / "answers.jsonl"
+    with open(merged, "w", encoding="utf-8") as out:
+        for rank in range(world):
+            part = out_dir / f"answers.rank{rank}.jsonl"
+            if part.exists():
+                out.write(part.read_text(encoding="utf-8"))
+    return merged
+
+
+def run_benchmark(module, name: str, engine: Engine, data_dir: str | Path, out_dir: str | Path,
+                  batch_size: int = 1, rank: int = 0, world: int = 1,
+                  progress: Callable | None = None) -> BenchmarkRun:
+    """Answer and score one benchmark. With world > 1 every rank answers its chunk; only rank 0
+    merges and scores (the caller synchronises ranks between answering and scoring)."""
+    import time
+
+    run = BenchmarkRun(name)
+    started = time.perf_counter()
+    data_dir, bench_out = Path(data_dir), Path(out_dir) / name
+    bench_out.mkdir(parents=True, exist_ok=True)
+    questions = module.load(data_dir)
+    part = bench_out / (f"answers.rank{rank}.jsonl" if world > 1 else "answers.jsonl")
+    answer_questions(engine, shard(questions, rank, world), image_root(module, data_dir),
+                     part, run, batch_size, progress)
+    run.seconds = time.perf_counter() - started
+    if world > 1:
+        (bench_out / f"errors.rank{rank}.json").write_text(json.dumps(run.errors))
+    return run
+
+
+JUDGED = ("llavabench", "mmvet")  # scored by a GPT judge (llava15.eval.judge.JudgeClient)
+
+
+def score_benchmark(module, run: BenchmarkRun, data_dir: str | Path, out_dir: str | Path,
+                    world: int = 1, judge=None) -> BenchmarkRun:
+    """Rank 0, after every rank answered: merge, score, write the submission file if any.
+    Judged benchmarks get `judge` (None: answered but not judged, and the scores say so)."""
+    bench_out = Path(out_dir) / run.name
+    if world > 1:
+        answers = merge_shards(bench_out, world)
+        run.errors = [e for r in range(world)
+                      for e in json.loads((bench_out / f"errors.rank{r}.json").read_text())]
+    else:
+        answers = bench_out / "answers.jsonl"
+    extra = {"client": judge} if run.name in JUDGED else {}
+    run.scores = module.score(answers, Path(data_dir), **extra)
+    write_submission = getattr(module, "write_submission", None)
+    if write_submission is not None:
+        write_submission(answers, Path(data_dir), bench_out / "submission")
+    run.scores["errors"] = len(run.errors)
+    return run
+
+
+def image_root(module, data_dir: Path) -> Path:
+    """Where a benchmark's relative image paths start (the module may say; default data_dir)."""
+    root = getattr(module, "image_root", None)
+    return Path(root(data_dir)) if callable(root) else data_dir
