@@ -87,6 +87,10 @@ def test_api_key(server):
     (lambda m: {"messages": [{"role": "robot", "content": "hi"}]}, 422, "role"),
     (lambda m: {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant",
                                                                 "content": "x"}]}, 400, "last"),
+    (lambda m: {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]},
+     400, "alternate"),
+    (lambda m: {"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]},
+     400, "first"),
 ])
 def test_bad_requests(server, media, make, status, words):
     assert_error(post(server, make(media)), status, words)

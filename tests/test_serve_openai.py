@@ -106,3 +106,21 @@ def test_multi_turn_with_an_image_in_an_earlier_turn(engine, client):
         image_message("What is this?", image), {"role": "assistant", "content": "A yellow square."},
         {"role": "user", "content": [{"type": "text", "text": "And its colour?"}]}])
     assert served.choices[0].message.content == expected
+
+
+def test_a_system_message_replaces_the_templates_system_prompt(engine, client):
+    import dataclasses
+
+    from llava15.data.conversation import render_prompt
+    from llava15.infer.engine import Request
+    from llava15.infer.generate import SamplingParams
+
+    def answer(prompt: str) -> str:
+        return engine.generate([Request(prompt, [], SamplingParams(max_new_tokens=12))])[0]
+
+    turns = [("user", "Name a colour."), ("assistant", None)]
+    custom = answer(render_prompt(dataclasses.replace(engine.template, system="Be brief."), turns))
+    assert custom != answer(render_prompt(engine.template, turns))  # the test can tell them apart
+    served = client.chat.completions.create(model="tiny-llava", temperature=0, max_tokens=12, messages=[
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}])
+    assert served.choices[0].message.content == custom

@@ -9,6 +9,7 @@ the scheduler thread, whose events come back through an `asyncio.Queue`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -19,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
+from llava15.data.conversation import render_prompt
 from llava15.infer.engine import Engine, StopStrings
 from llava15.infer.generate import SamplingParams
 from llava15.serve.media import fetch_image
@@ -39,8 +41,13 @@ class Prepared:
 
 
 def render_messages(engine: Engine, messages: list[Message]) -> tuple[str, list[str]]:
-    """OpenAI messages -> (the template's prompt, image URLs in prompt order)."""
+    """OpenAI messages -> (the template's prompt, image URLs in prompt order).
+
+    Leading system (or developer) messages replace the template's system prompt; without one
+    the prompt is exactly the engine's (as `predict` and the CLI render it).
+    """
     turns: list[tuple[str, str | None]] = []
+    system: list[str] = []
     urls: list[str] = []
     for i, message in enumerate(messages):
         parts = message.content if isinstance(message.content, list) else [message.content or ""]
@@ -53,13 +60,22 @@ def render_messages(engine: Engine, messages: list[Message]) -> tuple[str, list[
         role = "system" if message.role == "developer" else message.role
         if images and role != "user":
             raise APIError(400, f"messages[{i}]: only user messages may hold images", param="messages")
+        if role == "system":
+            if turns:
+                raise APIError(400, f"messages[{i}]: system messages must come first", param="messages")
+            system.append(text)
+            continue
         turns.append((role, f"{IMAGE_TOKEN}\n" * len(images) + text))
         urls += images
-    if turns[-1][0] == "assistant":
-        raise APIError(400, "the last message must not be an assistant message", param="messages")
+    if not turns or turns[-1][0] == "assistant":
+        raise APIError(400, "the last message must be a user message", param="messages")
+    turns.append(("assistant", None))
+    template = engine.template
+    if system:
+        template = dataclasses.replace(template, system="\n".join(system))
     try:
-        return engine.build_prompt(turns), urls
-    except ValueError as e:  # e.g. turns out of order for the template
+        return render_prompt(template, turns), urls
+    except ValueError as e:  # e.g. roles that do not alternate user/assistant
         raise APIError(400, f"messages: {e}", param="messages") from e
 
 
