@@ -67,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", required=True)
     p.add_argument("--mme-dir", default=".", help="the MME folder (official: cd there first)")
     for name in ("mmbench", "mmbench_cn"):
-        p = add(name, "convert_mmbench_for_submission.py (+ circular score when the TSV has answers)")
+        p = add(name, "convert_mmbench_for_submission.py "
+                      "(+ circular score when the TSV has answers)")
         for flag in ("--annotation-file", "--result-dir", "--upload-dir", "--experiment"):
             p.add_argument(flag, required=True)
     p = add("seed", "convert_seed_for_submission.py")
@@ -81,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = add("llavabench", "eval_gpt_review_bench.py + summarize_gpt_review.py")
     p.add_argument("-q", "--question", required=True)
     p.add_argument("-c", "--context", required=True)
-    p.add_argument("-a", "--answer-list", nargs=2, required=True, metavar=("GPT4_ANSWERS", "ANSWERS"))
+    p.add_argument("-a", "--answer-list", nargs=2, required=True,
+                   metavar=("GPT4_ANSWERS", "ANSWERS"))
     p.add_argument("-r", "--rule", help="ignored: the official llava_bench rules are built in")
     p.add_argument("-o", "--output", required=True)
     _judge_arguments(p)
@@ -144,7 +146,8 @@ def _run_benchmark(args: argparse.Namespace) -> dict:
     elif name == "mme":
         root = Path(args.mme_dir)
         answers = root / "answers" / f"{args.experiment}.jsonl"
-        out = mme.write_category_files(answers, root, root / "eval_tool" / "answers" / args.experiment)
+        out = mme.write_category_files(answers, root,
+                                       root / "eval_tool" / "answers" / args.experiment)
         result = mme.score(answers, root)
         result["category_files"] = str(out)
         print(mme.report(result))

@@ -20,7 +20,8 @@ from llava15.eval.question import read_jsonl
 Answers = str | Path | list[dict]
 
 
-def load_answers(answers: Answers, required: tuple[str, ...] = ("question_id", "text")) -> list[dict]:
+def load_answers(answers: Answers,
+                 required: tuple[str, ...] = ("question_id", "text")) -> list[dict]:
     """The answer records of a JSONL file (or a list of dicts, checked the same way).
 
     Raises ValueError naming the file and line for malformed JSON and KeyError naming the

@@ -25,7 +25,9 @@ __all__ = ["normalize_answer", "soft_score", "textvqa_accuracy", "vqaeval_accura
 
 
 def soft_score(prediction: str, gt_answers: Sequence[str]) -> float:
-    """Mean over annotators i of min(1, #{j != i: gt_j == prediction} / 3); strings compared as is."""
+    """Mean over annotators i of min(1, #{j != i: gt_j == prediction} / 3).
+
+    Strings are compared as given (normalise them first where the rule says so)."""
     accs = []
     for i in range(len(gt_answers)):
         matches = sum(1 for j, gt in enumerate(gt_answers) if j != i and gt == prediction)

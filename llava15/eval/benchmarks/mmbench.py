@@ -70,7 +70,8 @@ def prompt_text(row: dict, options: list[str]) -> str:
     return question
 
 
-def questions_from_rows(rows: list[dict], lang: str = "en", all_rounds: bool = False) -> list[Question]:
+def questions_from_rows(rows: list[dict], lang: str = "en",
+                        all_rounds: bool = False) -> list[Question]:
     questions = []
     for row in rows:
         options = options_of(row)
