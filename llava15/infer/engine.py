@@ -15,10 +15,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from llava15.config import anyres_grid_shape
+from llava15.data.anyres import process_anyres_image
 from llava15.data.conversation import Template, get_template, render_prompt
 from llava15.data.image import ImageProcessorConfig, load_image, process_images
 from llava15.data.tokenizer import Tokenizer, expand_image_tokens, tokenizer_image_token
 from llava15.infer.generate import SamplingParams, generate_tokens, use_fast_weight_layout
+from llava15.model.anyres import anyres_token_count
 from llava15.model.llava import Llava
 
 ImageLike = str | Path | bytes | Image.Image
@@ -67,20 +70,43 @@ class Engine:
     def config(self):
         return self.model.config
 
-    def encode(self, prompt: str) -> list[int]:
-        """Official-form prompt -> input ids with every image expanded to its token positions."""
-        ids = tokenizer_image_token(prompt, self.tokenizer, self.config.image_token_index)
-        ids, _ = expand_image_tokens(ids, None, self.config.image_token_index,
-                                     self.config.num_image_tokens)
-        return ids
+    def image_token_counts(self, sizes: Sequence[tuple[int, int]]) -> list[int]:
+        """Positions each image takes in the prompt: fixed for one-view models, a function of
+        the image size for AnyRes / HD models."""
+        config = self.config
+        if config.image_aspect_ratio != "anyres":
+            return [config.num_image_tokens] * len(sizes)
+        return [anyres_token_count(size, anyres_grid_shape(size, config.image_grid_pinpoints,
+                                                           config.vision.image_size),
+                                   config.num_image_tokens, config.mm_patch_merge_type)
+                for size in sizes]
 
-    def pixel_values(self, images: Sequence[ImageLike]) -> torch.Tensor | None:
+    def encode(self, prompt: str, image_sizes: Sequence[tuple[int, int]] = ()) -> list[int]:
+        """Official-form prompt -> input ids with every image expanded to its token positions
+        (`image_sizes` as (width, height) are needed for AnyRes models only)."""
+        ids = tokenizer_image_token(prompt, self.tokenizer, self.config.image_token_index)
+        index = self.config.image_token_index
+        if self.config.image_aspect_ratio != "anyres":
+            return expand_image_tokens(ids, None, index, self.config.num_image_tokens)[0]
+        counts = iter(self.image_token_counts(image_sizes))
+        expanded: list[int] = []
+        for token in ids:
+            expanded.extend([index] * next(counts) if token == index else [token])
+        return expanded
+
+    def load_images(self, images: Sequence[ImageLike]) -> list[Image.Image]:
+        return [(image if isinstance(image, Image.Image) else load_image(image)).convert("RGB")
+                for image in images]
+
+    def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor | list[torch.Tensor] | None:
+        """(N,3,H,W) for one-view models; for AnyRes a list of per-image (1+tiles,3,S,S)."""
         if not images:
             return None
-        pil = [image if isinstance(image, Image.Image) else load_image(image) for image in images]
-        pil = [image.convert("RGB") for image in pil]
         dtype = next(self.model.parameters()).dtype
-        return process_images(pil, self.image_config, self.config.image_aspect_ratio).to(dtype)
+        if self.config.image_aspect_ratio == "anyres":
+            return [process_anyres_image(image, self.image_config, list(self.config.image_grid_pinpoints))
+                    .to(dtype) for image in images]
+        return process_images(list(images), self.image_config, self.config.image_aspect_ratio).to(dtype)
 
     def build_prompt(self, messages: Sequence[tuple[str, str | None]]) -> str:
         """(role, text) turns -> the template's prompt ending with the generation prompt."""
@@ -96,14 +122,18 @@ class Engine:
             if n_tokens != len(request.images):
                 raise ValueError(f"request {i}: the prompt names {n_tokens} image(s) with <image> "
                                  f"but {len(request.images)} image(s) were given")
-        prompts = [self.encode(r.prompt) for r in requests]
-        images = [image for r in requests for image in r.images]
+        loaded = [self.load_images(r.images) for r in requests]
+        prompts = [self.encode(r.prompt, [image.size for image in images])
+                   for r, images in zip(requests, loaded)]
+        images = [image for row in loaded for image in row]
         pixel_values = self.pixel_values(images)
+        image_sizes = [image.size for image in images]
         stops = [tuple(r.params.stop) for r in requests]
         stop_check = StopStrings(self.tokenizer, stops) if any(stops) else None
         tok = self.tokenizer
         yield from generate_tokens(self.model, prompts, pixel_values, [r.params for r in requests],
-                                   [tok.eos_token_id], tok.pad_token_id or 0, stop_check)
+                                   [tok.eos_token_id], tok.pad_token_id or 0, stop_check,
+                                   image_sizes=image_sizes)
 
     def generate(self, requests: Sequence[Request]) -> list[str]:
         """Answers in request order: decoded new tokens, special tokens skipped, stripped."""

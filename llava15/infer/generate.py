@@ -104,11 +104,13 @@ def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
                     pixel_values: torch.Tensor | None, params: SamplingParams | Sequence[SamplingParams],
                     eos_token_ids: Sequence[int], pad_token_id: int = 0,
                     stop_check: Callable[[int, list[int]], bool] | None = None,
+                    image_sizes: Sequence[tuple[int, int]] | None = None,
                     ) -> Iterator[tuple[int, int]]:
     """Yield `(row, token_id)` as tokens are produced; EOS ends a row and is not yielded.
 
     `prompts` are expanded input ids (image positions included); `pixel_values` holds the
-    images of all rows in order. `stop_check(row, tokens_so_far)` may end a row early.
+    images of all rows in order (for AnyRes: a list of per-image views, with `image_sizes`).
+    `stop_check(row, tokens_so_far)` may end a row early.
     """
     per_row = list(params) if isinstance(params, Sequence) else [params] * len(prompts)
     if len(per_row) != len(prompts):
@@ -135,7 +137,8 @@ def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
     cache = KVCache.allocate(model.config.text, len(prompts), width + max(budget), dtype, device)
     eos = torch.tensor(sorted(set(eos_token_ids)), device=device, dtype=torch.long)
     with torch.inference_mode():
-        logits = model(input_ids, pixel_values, attention_mask, cache=cache, logits_to_keep=1).logits
+        logits = model(input_ids, pixel_values, attention_mask, cache=cache, logits_to_keep=1,
+                       image_sizes=list(image_sizes) if image_sizes else None).logits
         cache.length = width
         rows = list(range(len(prompts)))  # original row of each live batch row
         produced: list[list[int]] = [[] for _ in prompts]
