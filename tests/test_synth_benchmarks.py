@@ -72,9 +72,9 @@ def test_vqav2_annotations_hold_ten_answers_per_question(world):
     root = world / "eval" / "vqav2"
     rows = read_jsonl(root / "llava_vqav2_mscoco_test-dev2015.jsonl")
     annotations = {a["question_id"]: a for a in
-                   load_json(root / "v2_mscoco_test-dev2015_annotations.json")["annotations"]}
+                   load_json(root / "v2_mscoco_val2014_annotations.json")["annotations"]}
     questions = {q["question_id"]: q for q in
-                 load_json(root / "v2_OpenEnded_mscoco_test-dev2015_questions.json")["questions"]}
+                 load_json(root / "v2_OpenEnded_mscoco_val2014_questions.json")["questions"]}
     for row in rows:
         a, q = annotations[row["question_id"]], questions[row["question_id"]]
         assert row["text"] == q["question"] + SUFFIX_SHORT
@@ -90,7 +90,7 @@ def test_vqav2_background_answers_match_the_image(world):
     root = world / "eval" / "vqav2"
     types = load_json(root / "types.json")
     annotations = {a["question_id"]: a for a in
-                   load_json(root / "v2_mscoco_test-dev2015_annotations.json")["annotations"]}
+                   load_json(root / "v2_mscoco_val2014_annotations.json")["annotations"]}
     checked = 0
     for row in read_jsonl(root / "llava_vqav2_mscoco_test-dev2015.jsonl"):
         if types[str(row["question_id"])] != "scene":
@@ -266,3 +266,69 @@ def test_held_out_images_never_appear_in_training(world):
     train = {digest(p) for p in (world / "images").rglob("*.png")}
     held_out = [p for p in (world / "eval").rglob("*.png")]
     assert held_out and not any(digest(p) in train for p in held_out)
+
+
+# ---- the project's own loaders and scorers run on the files -----------------------------------
+
+def _truths(name: str, d: Path) -> dict:
+    """question_id -> the ground-truth answer text, read from the benchmark's own files."""
+    if name == "vqav2":
+        return {a["question_id"]: a["multiple_choice_answer"]
+                for a in load_json(d / "v2_mscoco_val2014_annotations.json")["annotations"]}
+    if name == "gqa":
+        return {k: v["answer"]
+                for k, v in load_json(d / "data" / "testdev_balanced_questions.json").items()}
+    if name == "textvqa":
+        return {a["image_id"]: a["answers"][0]
+                for a in load_json(d / "TextVQA_0.5.1_val.json")["data"]}
+    if name == "pope":
+        rows, truth = read_jsonl(d / "llava_pope_test.jsonl"), {}
+        for split in ("random", "popular", "adversarial"):
+            mine = [r for r in rows if r["category"] == split]
+            for r, lab in zip(mine, read_jsonl(d / "coco" / f"coco_pope_{split}.json")):
+                truth[r["question_id"]] = lab["label"].capitalize()
+        return truth
+    if name in ("mmbench", "mmbench_cn"):
+        with open(next(d.glob("*.tsv")), encoding="utf-8", newline="") as f:
+            return {int(r["index"]): r["answer"] for r in csv.DictReader(f, delimiter="\t")}
+    if name == "seed":
+        questions = load_json(d / "SEED-Bench.json")["questions"]
+        return {int(q["question_id"]): q["answer"] for q in questions}
+    if name == "sqa":
+        return {pid: "ABCDE"[p["answer"]] for pid, p in load_json(d / "problems.json").items()}
+    raise KeyError(name)
+
+
+def _mme_truth(d: Path, question) -> str:
+    category, stem = question.question_id.split("/")[0], question.question_id.split("/")[-1]
+    release = d / "MME_Benchmark_release_version" / category
+    qa_dir = release / "questions_answers_YN" if (release / "images").exists() else release
+    lines = (qa_dir / (stem.split(".")[0] + ".txt")).read_text().splitlines()
+    asked = question.text.split("\n")[0] + P.MME_YES_NO
+    return next(line.split("\t")[1] for line in lines if line.split("\t")[0] == asked)
+
+
+@pytest.mark.parametrize("name", ["vqav2", "gqa", "textvqa", "pope", "mme", "mmbench",
+                                  "mmbench_cn", "seed", "sqa"])
+def test_project_loaders_score_ground_truth_answers_perfectly(world, name):
+    from llava15.eval.benchmarks import BENCHMARKS
+    from llava15.world.synth.benchmarks import BENCHMARKS as WORLD
+
+    d = world / "eval" / WORLD[name][0]
+    module = BENCHMARKS[name]
+    questions = module.load(d)
+    truth = None if name == "mme" else _truths(name, d)
+    records = []
+    for q in questions:
+        text = _mme_truth(d, q) if name == "mme" else truth[q.question_id]
+        extra = {k: q.extra[k] for k in ("round_id", "options", "option_char") if k in q.extra}
+        records.append({"question_id": q.question_id, "prompt": q.text, "text": text,
+                        "answer_id": "x", "model_id": "oracle", "metadata": {}, **extra})
+    perfect = json.dumps(module.score(records, d))
+    wrong = [{**r, "text": "zebra"} for r in records]
+    worse = json.dumps(module.score(wrong, d))
+    numbers = {"vqav2": '"overall": 100.0', "gqa": '"accuracy": 100.0',
+               "textvqa": '"accuracy": 100.0', "pope": '"f1": 1.0', "mme": '"score": 200.0',
+               "mmbench": '"overall": 100.0', "mmbench_cn": '"overall": 100.0',
+               "seed": '"total": 100.0', "sqa": '"acc": 100.0'}
+    assert numbers[name] in perfect and numbers[name] not in worse

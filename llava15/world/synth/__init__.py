@@ -10,7 +10,7 @@
   with a `types.json` sidecar (str(question_id) -> question type); images never seen in training;
 - `manifest.json`: seed, scale, image size, record counts per file, per-type counts.
 
-Only PIL, numpy-free stdlib and this package's modules are used: no torch.
+Only PIL and the standard library are used (no torch, no numpy), so `synth` runs anywhere.
 """
 
 from __future__ import annotations

@@ -63,9 +63,11 @@ def write_vqav2(b: Bench, n_images: int) -> None:
     b.jsonl("llava_vqav2_mscoco_test2015.jsonl", rows)
     header = {"info": {"description": "llava15 synthetic world"}, "license": {},
               "data_subtype": "test-dev2015"}
-    b.json("v2_OpenEnded_mscoco_test-dev2015_questions.json",
+    # Real test-dev has no public answers; the world's are written under the official val2014
+    # file names and formats, which is where local scoring (vqaEval.py's rule) looks for them.
+    b.json("v2_OpenEnded_mscoco_val2014_questions.json",
            {**header, "task_type": "Open-Ended", "data_type": "mscoco", "questions": questions})
-    b.json("v2_mscoco_test-dev2015_annotations.json",
+    b.json("v2_mscoco_val2014_annotations.json",
            {**header, "data_type": "mscoco", "annotations": annotations})
 
 

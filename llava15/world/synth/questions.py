@@ -59,7 +59,13 @@ def ask_shape(scene: Scene, rng: random.Random) -> QA | None:
 
 
 def ask_count(scene: Scene, rng: random.Random) -> QA | None:
-    shape = rng.choice(sorted({o.shape for o in scene.objects}))
+    """Mostly about the scene's largest group (whose size is uniform in 1..4), so counts stay
+    balanced; otherwise about any shape present (distractors have count 1)."""
+    shapes = sorted({o.shape for o in scene.objects})
+    if rng.random() < 0.85:
+        most = max(scene.count(s) for s in shapes)
+        shapes = [s for s in shapes if scene.count(s) == most]
+    shape = rng.choice(shapes)
     n = scene.count(shape)
     template = rng.choice(("How many {} are there?", "How many {} are in the image?"))
     q = template.format(PLURALS[shape])
