@@ -316,3 +316,23 @@ def test_llavabench_review_pairs_by_position(tmp_path):
     assert messages[1]["content"].startswith("[Context]\nb1\nb2\n\n[Question]\nQ1\n\n[Assistant 1]\nR1")
     assert llavabench.score(answers([(0, "A0")]), tmp_path) == {"judge": "not configured",
                                                                 "answers": 1}
+
+
+def test_answer_checks_reported(tmp_path):
+    data = {"question_type": {"Scene": 1}, "questions": [
+        {"question_id": "1", "question_type_id": 1, "data_type": "image", "answer": "A"},
+        {"question_id": "2", "question_type_id": 1, "data_type": "image", "answer": "A"}]}
+    (tmp_path / "SEED-Bench.json").write_text(json.dumps(data))
+    check = seed.score(answers([(1, "B"), (1, "A"), (5, "A")]), tmp_path)["answer_check"]
+    assert check["duplicates"]["examples"] == ["1"] and check["unknown"]["examples"] == ["5"]
+    assert check["missing"]["examples"] == ["2"]
+
+
+def test_eval_package_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; import llava15.eval.benchmarks, llava15.eval.judge, llava15.cli.score; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llava15.eval.answers import Answers, index_answers, load_answers
+from llava15.eval.answers import Answers, check_answers, index_answers, load_answers
 from llava15.eval.question import (SHORT_MAX_NEW_TOKENS, Question, locate, output_path, read_json,
                                    read_jsonl, require_keys)
 
@@ -57,14 +57,18 @@ def accuracy(results: dict, data: dict, data_type: str | None = None) -> dict:
 
 
 def score_files(answers: Answers, annotation_file: str | Path) -> dict:
-    results = index_answers(load_answers(answers))
+    records = load_answers(answers)
+    results = index_answers(records)
     data = read_json(annotation_file)
     overall = accuracy(results, data)
+    # answer ids as the converter matches them: int when the question id parses as one
+    check = check_answers(records, [_qid(q["question_id"]) for q in data["questions"]])
     return {"per_type": overall["per_type"], "total": overall["total"],
             "image": accuracy(results, data, "image")["total"],
             "video": accuracy(results, data, "video")["total"],
             "questions": overall["questions"],
-            "missing": sum(_qid(q["question_id"]) not in results for q in data["questions"])}
+            "missing": sum(_qid(q["question_id"]) not in results for q in data["questions"]),
+            "answer_check": check.as_dict()}
 
 
 def score(answers: Answers, data_dir: str | Path) -> dict:

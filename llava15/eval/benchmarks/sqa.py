@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llava15.eval.answers import Answers, index_answers, load_answers
+from llava15.eval.answers import Answers, check_answers, index_answers, load_answers
 from llava15.eval.question import (LONG_MAX_NEW_TOKENS, MULTIPLE_CHOICE, Question, locate,
                                    read_json, require_keys)
 from llava15.eval.scoring import sqa_letter
@@ -46,7 +46,8 @@ def score_files(answers: Answers, base_dir: str | Path, split: str = "test") -> 
     base = Path(base_dir)
     split_ids = read_json(locate(base, FILES["pid_splits"], OFFICIAL_ROOT))[split]
     problems = read_json(locate(base, FILES["problems"], OFFICIAL_ROOT))
-    predictions = index_answers(load_answers(answers))
+    records = load_answers(answers)
+    predictions = index_answers(records)
     outputs: dict = {"correct": [], "incorrect": []}
     results, texts = {}, {}
     for pid in split_ids:
@@ -66,6 +67,7 @@ def score_files(answers: Answers, base_dir: str | Path, split: str = "test") -> 
             "img_total": img_total, "img_correct": img_correct,
             "img_acc": img_correct / img_total * 100 if img_total else None,
             "missing": sum(pid not in predictions for pid in split_ids),
+            "answer_check": check_answers(records, split_ids).as_dict(),
             "outputs": outputs, "results": results, "texts": texts}
 
 
