@@ -84,3 +84,38 @@ def test_llavabench_command_with_stub_judge(tmp_path, capsys):
     assert out[:3] == ["reviews", "all 50.0 80.0 40.0", "llava_bench_complex 50.0 80.0 40.0"]
     review = json.loads((tmp_path / "reviews.jsonl").read_text())
     assert review["tuple"] == [8.0, 4.0] and review["category"] == "llava_bench_complex"
+
+
+def test_mme_mmbench_seed_commands(tmp_path, capsys):
+    from test_benchmarks import make_mme, mmbench_rows, write_tsv
+
+    make_mme(tmp_path)
+    short = "\nAnswer the question using a single word or phrase."
+    jsonl(tmp_path / "answers" / "exp.jsonl", [
+        {"question_id": "existence/1.jpg", "prompt": "Is there a dog?" + short, "text": "Yes"},
+        {"question_id": "existence/1.jpg", "prompt": "Is there a cat?" + short, "text": "No"}])
+    run(["mme", "--experiment", "exp", "--mme-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "total score: 200.0 " in out and "\t existence  score: 200.0" in out
+    lines = (tmp_path / "eval_tool" / "answers" / "exp" / "existence.txt").read_text().splitlines()
+    assert lines[0] == "1.txt\tIs there a dog? Please answer yes or no.\tYes\tYes"
+
+    write_tsv(tmp_path / "dev.tsv", mmbench_rows())
+    jsonl(tmp_path / "res" / "exp.jsonl", [{"question_id": i, "text": t} for i, t in
+                                           ((0, "B"), (1000000, "A"), (2000000, "C"), (1, "B"))])
+    run(["mmbench", "--annotation-file", str(tmp_path / "dev.tsv"), "--result-dir",
+         str(tmp_path / "res"), "--upload-dir", str(tmp_path / "up"), "--experiment", "exp",
+         "--json", str(tmp_path / "m.json")])
+    assert "Overall (circular): 50.00%  (2 questions)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "m.json").read_text())["category"] == {"color": 100.0,
+                                                                         "shape": 0.0}
+    assert (tmp_path / "up" / "exp.tsv").exists()
+
+    data = {"question_type": {"Scene": 1}, "questions": [
+        {"question_id": "1", "question_type_id": 1, "data_type": "image", "answer": "A"}]}
+    (tmp_path / "seed.json").write_text(json.dumps(data))
+    jsonl(tmp_path / "seed_answers.jsonl", [{"question_id": 1, "text": "A"}])
+    run(["seed", "--annotation-file", str(tmp_path / "seed.json"), "--result-file",
+         str(tmp_path / "seed_answers.jsonl"), "--result-upload-file", str(tmp_path / "up.jsonl")])
+    assert capsys.readouterr().out.splitlines() == ["Scene: 100.00%", "Total accuracy: 100.00%",
+                                                    "image accuracy: 100.00%"]
