@@ -59,6 +59,17 @@ def test_same_seed_gives_byte_identical_files(world, tmp_path):
     assert tree(world) == tree(tmp_path / "again")
 
 
+def test_files_do_not_depend_on_the_string_hash_seed(world, tmp_path):
+    """Set iteration order changes with PYTHONHASHSEED; the output must not."""
+    import os
+
+    code = "import sys; from llava15.world.synth import synthesize; " \
+           "synthesize(sys.argv[1], seed=0, scale='small')"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "hashed")], check=True, env=env)
+    assert tree(world) == tree(tmp_path / "hashed")
+
+
 def test_another_seed_gives_other_data(world, tmp_path):
     synthesize(tmp_path / "other", seed=1, scale="small")
     other = (tmp_path / "other" / "pretrain.json").read_bytes()
@@ -249,3 +260,21 @@ def _blobs(mask: np.ndarray) -> int:
                 seen[cy, cx] = True
                 stack += [(cy + 1, cx), (cy - 1, cx), (cy, cx + 1), (cy, cx - 1)]
     return count
+
+
+def test_cli_writes_the_world_and_refuses_a_used_directory(tmp_path, capsys, caplog):
+    import argparse
+
+    from llava15.cli import synth as cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["--out", str(tmp_path), "--scale", "small", "--image-size", "32"])
+    assert cli.run(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["pretrain"] == 160 and set(summary["benchmarks"]) >= {"pope", "mme", "sqa"}
+    assert Image.open(tmp_path / "images" / "pretrain" / "000000.png").size == (32, 32)
+    assert cli.run(args) == 2
+    assert "--overwrite" in caplog.text and str(tmp_path) in caplog.text
+    args.overwrite = True
+    assert cli.run(args) == 0

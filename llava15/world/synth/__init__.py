@@ -132,7 +132,13 @@ def synthesize(out_dir: str | Path, *, seed: int = 0, scale: str = "demo", image
         write(bench, count(sizes.eval_unit))
         benchmarks[name] = bench.finish()
     images = Counter(_image_group(p) for p in writer.counts if p.endswith((".png", ".jpg")))
-    files = {p: n for p, n in writer.counts.items() if not p.endswith((".png", ".jpg"))}
+    files = Counter()
+    for path, n in writer.counts.items():
+        if path.endswith((".png", ".jpg")):
+            continue
+        if "/MME_Benchmark_release_version/" in path:  # one entry per category, not per image
+            path = path.rsplit("/", 1)[0] + "/*.txt"
+        files[path] += n
     manifest = {"format": FORMAT, "seed": seed, "scale": scale, "image_size": image_size,
                 "image_folder": "images", "question_types": list(QUESTION_TYPES),
                 "training": training, "benchmarks": benchmarks,
