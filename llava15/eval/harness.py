@@ -71,8 +71,10 @@ def shard(items: Sequence, rank: int, world: int) -> list:
 
 
 def answer_questions(engine: Engine, questions: Sequence, image_root: Path, out_path: Path,
-                     run: BenchmarkRun, batch_size: int, progress: Callable | None = None) -> None:
-    """Append answers for the questions not yet in `out_path`; error rows go to `run.errors`."""
+                     run: BenchmarkRun, batch_size: int, progress: Callable | None = None,
+                     max_new_tokens: int | None = None) -> None:
+    """Append answers for the questions not yet in `out_path`; error rows go to `run.errors`.
+    `max_new_tokens` caps the official budget (smoke runs only; official runs leave it None)."""
     done = read_answered(out_path)
     todo = [q for q in questions if str(q.question_id) not in done]
     run.resumed = len(questions) - len(todo)
@@ -89,7 +91,8 @@ def answer_questions(engine: Engine, questions: Sequence, image_root: Path, out_
                     except ImageError as e:
                         run.errors.append({"question_id": q.question_id, "error": str(e)})
                         continue
-                params = SamplingParams(max_new_tokens=q.max_new_tokens, temperature=0.0)
+                budget = q.max_new_tokens if max_new_tokens is None else min(max_new_tokens, q.max_new_tokens)
+                params = SamplingParams(max_new_tokens=budget, temperature=0.0)
                 prompt = build_question_prompt(engine.template, q.text, with_image=bool(images))
                 batch.append(q)
                 requests.append(Request(prompt, images, params))
@@ -117,7 +120,7 @@ def merge_shards(out_dir: Path, world: int) -> Path:
 
 def run_benchmark(module, name: str, engine: Engine, data_dir: str | Path, out_dir: str | Path,
                   batch_size: int = 1, rank: int = 0, world: int = 1,
-                  progress: Callable | None = None) -> BenchmarkRun:
+                  progress: Callable | None = None, max_new_tokens: int | None = None) -> BenchmarkRun:
     """Answer and score one benchmark. With world > 1 every rank answers its chunk; only rank 0
     merges and scores (the caller synchronises ranks between answering and scoring)."""
     import time
@@ -129,7 +132,7 @@ def run_benchmark(module, name: str, engine: Engine, data_dir: str | Path, out_d
     questions = module.load(data_dir)
     part = bench_out / (f"answers.rank{rank}.jsonl" if world > 1 else "answers.jsonl")
     answer_questions(engine, shard(questions, rank, world), image_root(module, data_dir),
-                     part, run, batch_size, progress)
+                     part, run, batch_size, progress, max_new_tokens)
     run.seconds = time.perf_counter() - started
     if world > 1:
         (bench_out / f"errors.rank{rank}.json").write_text(json.dumps(run.errors))

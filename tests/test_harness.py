@@ -1,0 +1,74 @@
+"""`eval` end to end on the offline world's benchmark files (all twelve, official formats):
+answers in the official shape, scores, submission files, resume, batch parity, error rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llava15.eval.benchmarks import BENCHMARKS
+from llava15.eval.harness import run_benchmark, score_benchmark
+from llava15.world.synth import synthesize
+from test_engine import tiny_engine
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("world")
+    synthesize(out, seed=3, scale="small")
+    return out / "eval"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return tiny_engine()
+
+
+def data_dir(world: Path, name: str) -> Path:
+    return world / Path(BENCHMARKS[name].OFFICIAL_ROOT).name
+
+
+@pytest.mark.parametrize("name", list(BENCHMARKS))
+def test_every_benchmark_runs_end_to_end(world, engine, tmp_path, name):
+    module = BENCHMARKS[name]
+    run = run_benchmark(module, name, engine, data_dir(world, name), tmp_path, batch_size=8,
+                        max_new_tokens=3)
+    score_benchmark(module, run, data_dir(world, name), tmp_path)
+    answers = [json.loads(x) for x in (tmp_path / name / "answers.jsonl").read_text().splitlines()]
+    questions = module.load(data_dir(world, name))
+    assert len(answers) == len(questions) == run.answered and not run.errors
+    assert {"question_id", "prompt", "text", "answer_id", "model_id", "metadata"} <= set(answers[0])
+    assert run.scores and run.scores["errors"] == 0
+    if hasattr(module, "write_submission"):
+        assert any((tmp_path / name).glob("submission*"))
+
+
+def test_batch_sixteen_equals_batch_one_and_resume_skips(world, engine, tmp_path):
+    module = BENCHMARKS["pope"]
+    one = run_benchmark(module, "pope", engine, data_dir(world, "pope"), tmp_path / "b1", 1,
+                        max_new_tokens=4)
+    many = run_benchmark(module, "pope", engine, data_dir(world, "pope"), tmp_path / "b16", 16,
+                         max_new_tokens=4)
+    text = lambda d: [json.loads(x)["text"] for x in (d / "pope" / "answers.jsonl").read_text().splitlines()]  # noqa: E731
+    assert text(tmp_path / "b1") == text(tmp_path / "b16") and one.answered == many.answered
+    again = run_benchmark(module, "pope", engine, data_dir(world, "pope"), tmp_path / "b16", 16,
+                          max_new_tokens=4)
+    assert again.answered == 0 and again.resumed == many.answered
+
+
+def test_missing_image_is_an_error_row_not_a_crash(world, engine, tmp_path):
+    import shutil
+
+    copy = tmp_path / "pope"
+    shutil.copytree(data_dir(world, "pope"), copy)
+    first = BENCHMARKS["pope"].load(copy)[0]
+    (BENCHMARKS["pope"].image_root(copy) / first.image).unlink()
+    run = run_benchmark(BENCHMARKS["pope"], "pope", engine, copy, tmp_path / "out", 4,
+                        max_new_tokens=2)
+    questions = BENCHMARKS["pope"].load(copy)
+    broken = [q.question_id for q in questions if q.image == first.image]  # POPE reuses images
+    assert [e["question_id"] for e in run.errors] == broken
+    assert "not found" in run.errors[0]["error"] or "No such file" in run.errors[0]["error"]
+    assert run.answered == len(questions) - len(broken)
