@@ -149,3 +149,22 @@ def test_expand_image_tokens():
     assert expand_image_tokens([1, 2], None, -200, 4) == ([1, 2], None)
     with pytest.raises(ValueError, match="length"):
         expand_image_tokens([1, 2], [1], -200, 4)
+
+
+def test_decode_rejects_ids_outside_vocabulary():
+    tok = load_tokenizer(TOKENIZER_DIR)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        tok.decode([1, -200, 5])
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        tok.decode([512])
+
+
+@pytest.mark.parametrize("legacy", LEGACY, ids=["legacy", "non_legacy"])
+def test_decode_clean_up_tokenization_spaces(tmp_path, legacy):
+    for name in ("tokenizer.model", "special_tokens_map.json"):
+        shutil.copyfile(TOKENIZER_DIR / name, tmp_path / name)
+    config = json.loads((TOKENIZER_DIR / "tokenizer_config.json").read_text(encoding="utf-8"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "clean_up_tokenization_spaces": True}))
+    tok = load_tokenizer(tmp_path, legacy=legacy)
+    for r in golden(legacy)["decode_cleanup"]:
+        assert tok.decode(r["ids"]) == r["skip"], r["ids"]

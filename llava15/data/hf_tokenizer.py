@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llava15.data.tokenizer_files import TokenizerSettings, read_settings
+from llava15.data.tokenizer_files import TokenizerSettings, clean_up_tokenization, read_settings
 
-_CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-             (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 
 
 class HFTokenizer:
@@ -81,6 +79,5 @@ class HFTokenizer:
         """`PreTrainedTokenizerFast.decode`: the library's decode, then optional clean-up."""
         text = self._tk.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
         if self.settings.clean_up_tokenization_spaces:
-            for old, new in _CLEANUPS:
-                text = text.replace(old, new)
+            text = clean_up_tokenization(text)
         return text

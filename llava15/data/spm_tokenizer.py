@@ -18,15 +18,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llava15.data.tokenizer_files import AddedToken, TokenizerSettings, read_settings, split_on_added_tokens
+from llava15.data.tokenizer_files import (AddedToken, TokenizerSettings, clean_up_tokenization, read_settings,
+                                          split_on_added_tokens)
 
 SPIECE_UNDERLINE = "\u2581"
 # A serialized `NormalizerSpec{add_dummy_prefix: false}` as ModelProto field 3. Protobuf merges a
 # repeated embedded message field, so appending it equals transformers' `MergeFrom` edit
 # without needing the protobuf package.
 _NO_DUMMY_PREFIX = b"\x1a\x02\x18\x00"
-_CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-             (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 
 
 class SentencePieceTokenizer:
@@ -150,8 +149,17 @@ class SentencePieceTokenizer:
 
     # -- decoding ----------------------------------------------------------------------------
     def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
-        """Piece strings (added tokens by their content)."""
-        return [self._id_to_added.get(i) or self._sp.id_to_piece(i) for i in ids]
+        """Piece strings (added tokens by their content). ValueError for ids outside the vocabulary."""
+        out = []
+        for i in ids:
+            token = self._id_to_added.get(i)
+            if token is None:
+                if not 0 <= i < self._n_pieces:
+                    raise ValueError(f"token id {i} is outside the vocabulary of {self.directory} "
+                                     f"({self._n_pieces} pieces, added ids {sorted(self._id_to_added)})")
+                token = self._sp.id_to_piece(i)
+            out.append(token)
+        return out
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         """`tokenizer.decode(ids, skip_special_tokens=...)` of the slow tokenizer (4.37)."""
@@ -174,8 +182,7 @@ class SentencePieceTokenizer:
         # `_decode`'s spaces_between_special_tokens defaults to True (the init value is unused).
         text = " ".join(sub_texts)
         if self.settings.clean_up_tokenization_spaces:
-            for old, new in _CLEANUPS:
-                text = text.replace(old, new)
+            text = clean_up_tokenization(text)
         return text
 
     def _tokens_to_string(self, tokens: list[str]) -> str:

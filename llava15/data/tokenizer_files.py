@@ -14,6 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token")
+# `PreTrainedTokenizerBase.clean_up_tokenization`, applied when clean_up_tokenization_spaces is set.
+_CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+             (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
+
+
+def clean_up_tokenization(text: str) -> str:
+    """Remove the spaces before punctuation and English contractions (transformers' clean-up)."""
+    for old, new in _CLEANUPS:
+        text = text.replace(old, new)
+    return text
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,9 @@ def read_settings(directory: Path) -> TokenizerSettings:
         for content, idx in _read_json(legacy_added).items():
             if not isinstance(idx, int):
                 raise ValueError(f"{legacy_added}: id of {content!r} must be an integer, got {idx!r}")
-            added.setdefault(idx, AddedToken(content, idx, special=content in kwargs.values()))
+            # Old-format entries are plain added tokens unless named as special tokens.
+            named = {kwargs.get(k) for k in SPECIAL_KEYS} | set(kwargs["additional_special_tokens"])
+            added.setdefault(idx, AddedToken(content, idx, special=content in named))
     return TokenizerSettings(**kwargs, added=tuple(added[i] for i in sorted(added)), config=config)
 
 

@@ -164,8 +164,13 @@ def tokenizer_cases(tok) -> dict:
                     "batch_skip": tok.batch_decode([ids], skip_special_tokens=True)[0],
                     "prefixes": [tok.decode(ids[:k], skip_special_tokens=True) for k in range(len(ids) + 1)]})
     img = [{"prompt": p, "ids": tokenizer_image_token(p, tok)} for p in IMAGE_PROMPTS]
+    # With clean_up_tokenization_spaces=true in tokenizer_config.json.
+    cleanup = [{"ids": tok(t).input_ids, "skip": tok.decode(tok(t).input_ids, skip_special_tokens=True,
+                                                           clean_up_tokenization_spaces=True)}
+               for t in ["Hi , it 's red . Yes !", "I do n't know ' ok ' ?", "we 're , they 've"]]
     return {"vocab_size": len(tok), "legacy": tok.legacy, "bos": tok.bos_token_id, "eos": tok.eos_token_id,
-            "pad": tok.pad_token_id, "encode": enc, "decode": dec, "image_token": img}
+            "pad": tok.pad_token_id, "encode": enc, "decode": dec, "image_token": img,
+            "decode_cleanup": cleanup}
 
 
 def added_token_cases(legacy: bool) -> dict:
