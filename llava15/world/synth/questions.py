@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from llava15.world.synth.language import article, refer
-from llava15.world.synth.scene import MAX_COUNT, Scene
+from llava15.world.synth.scene import MAX_COUNT, Obj, Scene
 from llava15.world.synth.vocab import (BACKGROUND_NAMES, COLOR_NAMES, PLURALS, SHAPES, SIZES,
                                        WORDS, number_word)
 
@@ -31,8 +31,10 @@ class QA:
     choices: tuple[str, ...] = ()   # the answer's type-mates, for distractors in multiple choice
 
 
-def _pick(rng: random.Random, scene: Scene, exclude: frozenset[str], need=lambda o: True):
-    """A random object satisfying `need` that has a unique name avoiding `exclude`."""
+def _pick(rng: random.Random, scene: Scene, exclude: frozenset[str],
+          need: Callable[[Obj], bool] = lambda o: True) -> tuple[Obj | None, str | None]:
+    """A random object satisfying `need` that has a unique name avoiding `exclude`, with that
+    name; (None, None) if there is none."""
     candidates = [o for o in scene.objects if need(o)]
     rng.shuffle(candidates)
     for obj in candidates:
