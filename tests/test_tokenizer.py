@@ -168,3 +168,14 @@ def test_decode_clean_up_tokenization_spaces(tmp_path, legacy):
     tok = load_tokenizer(tmp_path, legacy=legacy)
     for r in golden(legacy)["decode_cleanup"]:
         assert tok.decode(r["ids"]) == r["skip"], r["ids"]
+
+
+def test_added_token_splitter_rules():
+    # The rules of PreTrainedTokenizer.tokenize, written out: leftmost-longest match, lstrip/rstrip.
+    from llava15.data.tokenizer_files import AddedToken, AddedTokenSplitter
+    img, im, eat = AddedToken("<image>", 5), AddedToken("<im", 6), AddedToken("<e>", 7, lstrip=True, rstrip=True)
+    splitter = AddedTokenSplitter({t.content: t for t in (img, im, eat)})
+    assert splitter.split("a<image>b<imx") == ["a", img, "b", im, "x"]
+    assert splitter.split("a  <e>  b") == ["a", eat, "b"]
+    assert splitter.split(" <e> ") == [eat]
+    assert splitter.split("") == [] and AddedTokenSplitter({}).split("ab") == ["ab"]

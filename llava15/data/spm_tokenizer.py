@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llava15.data.tokenizer_files import (AddedToken, TokenizerSettings, clean_up_tokenization, read_settings,
-                                          split_on_added_tokens)
+from llava15.data.tokenizer_files import (AddedToken, AddedTokenSplitter, TokenizerSettings, clean_up_tokenization,
+                                          read_settings)
 
 SPIECE_UNDERLINE = "\u2581"
 # A serialized `NormalizerSpec{add_dummy_prefix: false}` as ModelProto field 3. Protobuf merges a
@@ -66,6 +66,7 @@ class SentencePieceTokenizer:
         self._added = {c: flags.get(c, AddedToken(c, i)) for c, i in self.added_tokens.items()}
         if any(t.single_word for t in self._added.values()):
             raise NotImplementedError(f"{self.directory}: added tokens with single_word=true are not supported")
+        self._splitter = AddedTokenSplitter(self._added)
         self._id_to_added = {i: c for c, i in self.added_tokens.items()}
         self._special_ids = {self.added_tokens[t] for t in s.special_tokens}
         # `legacy_added_tokens` of `_decode`: added tokens that are not special (plus additional
@@ -123,7 +124,7 @@ class SentencePieceTokenizer:
             text = text.replace(SPIECE_UNDERLINE, " ")
             if not continuation:
                 text = SPIECE_UNDERLINE + text
-        parts = split_on_added_tokens(text, self._added)
+        parts = self._splitter.split(text)
         ids: list[int] = []
         for k, part in enumerate(parts):
             if isinstance(part, AddedToken):

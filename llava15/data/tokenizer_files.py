@@ -2,7 +2,7 @@
 
 Layer 1, standard library only. `read_settings` gathers what the slow `LlamaTokenizer` of
 transformers 4.37 (the official LLaVA stack) takes from `tokenizer_config.json`,
-`special_tokens_map.json` and `added_tokens.json`; `split_on_added_tokens` is its
+`special_tokens_map.json` and `added_tokens.json`; `AddedTokenSplitter` is its
 `PreTrainedTokenizer.tokenize` splitting (added tokens are cut out before SentencePiece runs,
 with their `lstrip`/`rstrip` flags).
 """
@@ -10,6 +10,7 @@ with their `lstrip`/`rstrip` flags).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,30 +127,32 @@ def read_settings(directory: Path) -> TokenizerSettings:
     return TokenizerSettings(**kwargs, added=tuple(added[i] for i in sorted(added)), config=config)
 
 
-def split_on_added_tokens(text: str, tokens: dict[str, AddedToken]) -> list[str | AddedToken]:
-    """`text` cut into plain chunks and the added tokens it contains (longest match first).
+class AddedTokenSplitter:
+    """Cuts text into plain chunks and the added tokens it contains.
 
-    As `PreTrainedTokenizer.tokenize`: `rstrip` eats whitespace on the token's right,
-    `lstrip` on its left, and empty chunks are dropped.
+    As `PreTrainedTokenizer.tokenize` (its trie): the leftmost match wins, the longest token at
+    that position first; `rstrip` eats whitespace on the token's right, `lstrip` on its left;
+    empty chunks are dropped. The pattern is compiled once, so splitting is cheap.
     """
-    if not tokens or not text:
-        return [text] if text else []
-    parts: list[str | AddedToken] = []
-    longest = max(map(len, tokens))
-    start = i = 0
-    while i < len(text):
-        match = next((text[i:i + n] for n in range(min(longest, len(text) - i), 0, -1)
-                      if text[i:i + n] in tokens), None)
-        if match is None:
-            i += 1
-            continue
-        parts += [text[start:i], tokens[match]]
-        i = start = i + len(match)
-    parts.append(text[start:])
-    for k, part in enumerate(parts):
-        if isinstance(part, AddedToken):
-            if part.rstrip and k + 1 < len(parts) and isinstance(parts[k + 1], str):
-                parts[k + 1] = parts[k + 1].lstrip()
-            if part.lstrip and k > 0 and isinstance(parts[k - 1], str):
-                parts[k - 1] = parts[k - 1].rstrip()
-    return [p for p in parts if not isinstance(p, str) or p]
+
+    def __init__(self, tokens: dict[str, AddedToken]) -> None:
+        self.tokens = dict(tokens)
+        alternatives = sorted(self.tokens, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, alternatives))) if alternatives else None
+
+    def split(self, text: str) -> list[str | AddedToken]:
+        if self._pattern is None or not text:
+            return [text] if text else []
+        parts: list[str | AddedToken] = []
+        start = 0
+        for match in self._pattern.finditer(text):
+            parts += [text[start:match.start()], self.tokens[match.group()]]
+            start = match.end()
+        parts.append(text[start:])
+        for k, part in enumerate(parts):
+            if isinstance(part, AddedToken):
+                if part.rstrip and k + 1 < len(parts) and isinstance(parts[k + 1], str):
+                    parts[k + 1] = parts[k + 1].lstrip()
+                if part.lstrip and k > 0 and isinstance(parts[k - 1], str):
+                    parts[k - 1] = parts[k - 1].rstrip()
+        return [p for p in parts if not isinstance(p, str) or p]
