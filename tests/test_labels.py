@@ -59,7 +59,8 @@ def test_targets_are_the_replies():
             {"from": "human", "value": "And the circle?"}, {"from": "gpt", "value": "Blue."}]
     sample = encode_conversation(conv, tok, get_template("vicuna_v1"), has_image=True)
     trained = [i for i, label in zip(sample.input_ids, sample.labels) if label != IGNORE_INDEX]
-    assert tok.decode(trained, skip_special_tokens=False) == "It is red.</s> Blue.</s>"  # each reply keeps its leading "▁"
+    # each reply keeps its leading "▁" (stripped only at the start of the decoded text)
+    assert tok.decode(trained, skip_special_tokens=False) == "It is red.</s> Blue.</s>"
     assert not sample.mismatch and len(sample.labels) == len(sample.input_ids)
 
 

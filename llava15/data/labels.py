@@ -69,6 +69,8 @@ def encode_conversation(conversations: list[dict], tokenizer: Tokenizer, templat
     Text-only samples are truncated to `model_max_length` (as officially); image samples not.
     Raises ValueError for records the official code rejects (bad roles, PLAIN without image).
     """
+    if model_max_length < 1:
+        raise ValueError(f"model_max_length must be positive, got {model_max_length}")
     if has_image:
         conversations = preprocess_multimodal(conversations)
     if template.sep_style == SEP_PLAIN:
@@ -77,9 +79,13 @@ def encode_conversation(conversations: list[dict], tokenizer: Tokenizer, templat
         raise ValueError(f"template {template.name!r}: only version v1 TWO templates are supported")
     messages = _messages(conversations)
     prompt = render_prompt(template, messages)
-    tok: Callable[[str], list[int]] = (
-        (lambda s: tokenizer_image_token(s, tokenizer)) if has_image else tokenizer.encode)
-    input_ids = tok(prompt) if has_image else tokenizer.encode(prompt)[:model_max_length]
+    tok: Callable[[str], list[int]]
+    if has_image:
+        tok = lambda text: tokenizer_image_token(text, tokenizer)  # noqa: E731
+        input_ids = tok(prompt)  # image samples are not truncated here (as officially)
+    else:
+        tok = tokenizer.encode
+        input_ids = tok(prompt)[:model_max_length]  # tokenizer(..., max_length, truncation=True)
     labels, mismatch = _official_labels(prompt, input_ids, tok, tokenizer, template, model_max_length, head_fix)
     seg_ids, seg_labels = _segment_labels(template, messages, tokenizer, has_image)
     if not has_image:
@@ -91,7 +97,7 @@ def encode_conversation(conversations: list[dict], tokenizer: Tokenizer, templat
 
 def _encode_plain(conversations: list[dict], tokenizer: Tokenizer, template: Template) -> EncodedSample:
     """`preprocess_plain`: "<image>" + caption + sep; BOS and the sentinel are masked."""
-    if len(conversations) != 2 or DEFAULT_IMAGE_TOKEN not in conversations[0].get("value", ""):
+    if len(conversations) != 2 or DEFAULT_IMAGE_TOKEN not in str(conversations[0].get("value")):
         raise ValueError(f"template {template.name!r}: a PLAIN record needs exactly two turns with "
                          f"{DEFAULT_IMAGE_TOKEN!r} in the first, got {conversations!r}")
     input_ids = tokenizer_image_token(DEFAULT_IMAGE_TOKEN + conversations[1]["value"] + template.sep, tokenizer)
