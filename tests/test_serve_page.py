@@ -60,13 +60,14 @@ def ask(page, question: str, max_tokens: int) -> str:
     page.fill("#max_tokens", str(max_tokens))
     page.evaluate("""() => {  // count text updates of the log while the answer streams in
         window.updates = 0;
-        new MutationObserver(() => window.updates++).observe(
-            document.getElementById("log"), {subtree: true, childList: true, characterData: true});
+        window.observer = window.observer || new MutationObserver(() => window.updates++);
+        window.observer.observe(document.getElementById("log"),
+                                {subtree: true, childList: true, characterData: true});
     }""")
     page.fill("#input", question)
     page.click("#send")
     page.wait_for_selector(".msg.assistant[data-state=done]:last-child", timeout=60_000)
-    assert page.evaluate("window.updates") > 3, "the answer did not stream"
+    assert page.evaluate("window.updates") >= 2, "the answer did not arrive in pieces"
     return page.locator(".msg.assistant").last.inner_text().strip()
 
 
@@ -76,8 +77,8 @@ def test_upload_question_streamed_answer_and_screenshot(page, engine, tmp_path):
     (tmp_path / "picture.png").write_bytes(image)
     page.set_input_files("#file", str(tmp_path / "picture.png"))
     page.wait_for_selector("#preview img")
-    answer = ask(page, "What is in the picture?", 24)
-    assert answer == greedy(engine, "What is in the picture?", image, 24)
+    answer = ask(page, "What is in the picture?", 40)
+    assert answer == greedy(engine, "What is in the picture?", image, 40)
     assert page.locator(".msg.user img").count() == 1
     page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
     assert (tmp_path / "chat.png").stat().st_size > 5_000

@@ -9,6 +9,7 @@ exceptions are logged and answered 500 with a generic message, never a traceback
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llava15.infer.engine import Engine
 from llava15.serve import chat
+from llava15.serve.pump import EventPump
 from llava15.serve.scheduler import Scheduler
 from llava15.serve.schemas import APIError, ChatCompletionRequest
 from llava15.serve.settings import ServeSettings
@@ -86,6 +88,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pump = EventPump(asyncio.get_running_loop())
         scheduler.start()
         try:
             yield
@@ -109,7 +112,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
     async def chat_completions(body: ChatCompletionRequest, request: Request):
-        prepared = await chat.prepare(engine, scheduler, settings, body)
+        prepared = await chat.prepare(engine, scheduler, request.app.state.pump, settings, body)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return chat.stream(engine, scheduler, prepared, engine.model_id, include_usage)

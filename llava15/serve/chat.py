@@ -24,6 +24,7 @@ from llava15.data.conversation import render_prompt
 from llava15.infer.engine import Engine, StopStrings
 from llava15.infer.generate import SamplingParams
 from llava15.serve.media import fetch_image
+from llava15.serve.pump import EventPump
 from llava15.serve.scheduler import Event, Job, QueueFull, Scheduler
 from llava15.serve.schemas import APIError, ChatCompletionRequest, ImagePart, Message
 from llava15.serve.settings import ServeSettings
@@ -105,7 +106,7 @@ def prepare_inputs(engine: Engine, settings: ServeSettings, prompt: str,
     return ids, engine.pixel_values(images) if images else None
 
 
-async def prepare(engine: Engine, scheduler: Scheduler, settings: ServeSettings,
+async def prepare(engine: Engine, scheduler: Scheduler, pump: EventPump, settings: ServeSettings,
                   body: ChatCompletionRequest) -> Prepared:
     """Validate, load the images, and submit the job (503 when the queue is full)."""
     params = sampling_params(body, settings)
@@ -114,7 +115,6 @@ async def prepare(engine: Engine, scheduler: Scheduler, settings: ServeSettings,
         raise APIError(400, f"{len(urls)} images in one request, this server allows at most "
                             f"{settings.max_images}", param="messages")
     ids, pixel_values = await run_in_threadpool(prepare_inputs, engine, settings, prompt, urls)
-    loop = asyncio.get_running_loop()
     events: asyncio.Queue[Event] = asyncio.Queue()
     stop_check = None
     if params.stop:
@@ -122,7 +122,7 @@ async def prepare(engine: Engine, scheduler: Scheduler, settings: ServeSettings,
         stop_check = lambda tokens: checker(0, tokens)  # noqa: E731
     budget = min(params.max_new_tokens, engine.config.text.max_position_embeddings - len(ids))
     job = Job(ids, pixel_values, params, budget,
-              sink=lambda event: loop.call_soon_threadsafe(events.put_nowait, event),
+              sink=pump.sink(events),
               stop_check=stop_check)
     try:
         scheduler.submit(job)
@@ -194,24 +194,28 @@ def stream(engine: Engine, scheduler: Scheduler, prepared: Prepared, model_id: s
             yield chunk({"role": "assistant", "content": ""})
             while True:
                 try:
-                    event = await asyncio.wait_for(prepared.events.get(), POLL_S)
+                    events = [await asyncio.wait_for(prepared.events.get(), POLL_S)]
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                if event.token is not None:
-                    if text := deltas.push(event.token):
-                        yield chunk({"content": text})
+                while not prepared.events.empty():  # a slow reader: send what piled up at once
+                    events.append(prepared.events.get_nowait())
+                text = "".join(deltas.push(e.token) for e in events if e.token is not None)
+                end = next((e for e in events if e.finish is not None), None)
+                if end is not None and end.finish in ("stop", "length"):
+                    text += deltas.finish()
+                if text:
+                    yield chunk({"content": text})
+                if end is None:
                     continue
-                if event.finish in ("stop", "length"):
-                    if text := deltas.finish():
-                        yield chunk({"content": text})
-                    yield chunk({}, event.finish)
+                if end.finish in ("stop", "length"):
+                    yield chunk({}, end.finish)
                     if include_usage:
                         body = {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
                                 "model": model_id, "choices": [], "usage": usage(prepared)}
                         yield f"data: {json.dumps(body)}\n\n"
                 else:
-                    yield f"data: {json.dumps(failure(event).body())}\n\n"
+                    yield f"data: {json.dumps(failure(end).body())}\n\n"
                 yield "data: [DONE]\n\n"
                 return
         finally:
