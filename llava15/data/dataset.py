@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from llava15.config import IGNORE_INDEX
-from llava15.data.conversation import get_template, preprocess_multimodal
+from llava15.data.conversation import get_template
 from llava15.data.image import ImageError, ImageProcessorConfig, load_image, process_images
 from llava15.data.labels import encode_conversation
 from llava15.data.tokenizer import expand_image_tokens
@@ -182,7 +182,7 @@ class LazySupervisedDataset(Dataset):
                 pixel_values = process_images([image], self.image_config, self.image_aspect_ratio)[0]
             except (ImageError, OSError) as e:
                 return self._skip(index, f"image {record['image']!r}: {e}")
-            conversations = preprocess_multimodal(conversations)
+        # encode_conversation applies the official preprocess_multimodal to image samples
         encoded = encode_conversation(conversations, self.tokenizer, self.template,
                                       pixel_values is not None, self.model_max_length)
         ids, labels = expand_image_tokens(encoded.input_ids, encoded.labels, self.image_token_index,

@@ -15,21 +15,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from llava15.checkpoint import save_llava_hf
+from llava15.checkpoint.layouts import official_projector_name
 from llava15.config import LlavaConfig
 from llava15.data.image import ImageProcessorConfig
 from llava15.model.llava import Llava
 
 PROJECTOR = "multi_modal_projector."
-
-
-def official_projector_state(projector: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`multi_modal_projector.linear_k.leaf` -> `model.mm_projector.{2(k-1)}.leaf` (nn.Sequential indices)."""
-    out = {}
-    for key, value in projector.items():
-        layer, leaf = key.removeprefix(PROJECTOR).split(".", 1)
-        index = 2 * (int(layer.removeprefix("linear_")) - 1)
-        out[f"model.mm_projector.{index}.{leaf}"] = value
-    return out
 
 
 def export_projector(out_dir: Path, state: dict[str, torch.Tensor], config: LlavaConfig) -> None:
@@ -38,7 +30,8 @@ def export_projector(out_dir: Path, state: dict[str, torch.Tensor], config: Llav
         raise ValueError("no projector weights to export")
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(projector, str(out_dir / "projector.safetensors"), metadata={"format": "pt"})
-    torch.save(official_projector_state(projector), out_dir / "mm_projector.bin")
+    official = {official_projector_name(k, config.mm_projector_type): v for k, v in projector.items()}
+    torch.save(official, out_dir / "mm_projector.bin")
     (out_dir / "config.json").write_text(json.dumps({
         "mm_projector_type": config.mm_projector_type, "mm_hidden_size": config.vision.hidden_size,
         "hidden_size": config.text.hidden_size, "mm_vision_select_layer": config.mm_vision_select_layer,
@@ -49,6 +42,4 @@ def export_projector(out_dir: Path, state: dict[str, torch.Tensor], config: Llav
 
 def export_model(out_dir: Path, model: Llava, config: LlavaConfig, tokenizer_dir: Path,
                  image_config: ImageProcessorConfig) -> None:
-    from llava15.checkpoint import save_llava_hf
-
     save_llava_hf(model, config, tokenizer_dir, image_config, out_dir)

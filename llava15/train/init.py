@@ -12,14 +12,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-from llava15.config import IMAGE_TOKEN_INDEX, LlavaConfig, TextConfig, VisionConfig
+from llava15.checkpoint import load_llava
+from llava15.checkpoint.configs import read_json, text_config_from, vision_config_from
+from llava15.config import IMAGE_TOKEN_INDEX, LlavaConfig
 from llava15.data.image import ImageProcessorConfig
 from llava15.model.llava import Llava
 from llava15.train.config import TrainConfig
@@ -34,37 +35,6 @@ class Initial:
     config: LlavaConfig
     tokenizer_dir: Path
     image_config: ImageProcessorConfig
-
-
-def read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    return json.loads(path.read_text())
-
-
-def text_config_from_hf(d: dict, where: str) -> TextConfig:
-    if d.get("model_type") not in ("llama", "mistral", None):
-        raise ValueError(f"{where}: model_type {d.get('model_type')!r} is not a LLaMA-family LLM")
-    heads = d["num_attention_heads"]
-    return TextConfig(
-        vocab_size=d["vocab_size"], hidden_size=d["hidden_size"], intermediate_size=d["intermediate_size"],
-        num_hidden_layers=d["num_hidden_layers"], num_attention_heads=heads,
-        num_key_value_heads=d.get("num_key_value_heads") or heads,
-        head_dim_override=d.get("head_dim") if d.get("head_dim") != d["hidden_size"] // heads else None,
-        max_position_embeddings=d.get("max_position_embeddings", 4096), rms_norm_eps=d.get("rms_norm_eps", 1e-6),
-        rope_theta=d.get("rope_theta", 10000.0), attention_bias=d.get("attention_bias", False),
-        tie_word_embeddings=d.get("tie_word_embeddings", False), hidden_act=d.get("hidden_act", "silu"),
-        bos_token_id=d.get("bos_token_id", 1), eos_token_id=d.get("eos_token_id", 2),
-        pad_token_id=d.get("pad_token_id"))
-
-
-def vision_config_from_hf(d: dict) -> VisionConfig:
-    d = d.get("vision_config", d)  # a CLIPModel config nests the vision part
-    return VisionConfig(hidden_size=d["hidden_size"], intermediate_size=d["intermediate_size"],
-                        num_hidden_layers=d["num_hidden_layers"], num_attention_heads=d["num_attention_heads"],
-                        image_size=d["image_size"], patch_size=d["patch_size"],
-                        num_channels=d.get("num_channels", 3), layer_norm_eps=d.get("layer_norm_eps", 1e-5),
-                        hidden_act=d.get("hidden_act", "quick_gelu"))
 
 
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:
@@ -96,8 +66,8 @@ def load_into(model: Llava, prefix: str, weights: dict[str, torch.Tensor], where
 
 def build_from_backbones(config: TrainConfig) -> Initial:
     llm_dir, clip_dir = Path(config.llm), Path(config.vision_tower)
-    text = text_config_from_hf(read_json(llm_dir / "config.json"), str(llm_dir))
-    vision = vision_config_from_hf(read_json(clip_dir / "config.json"))
+    text = text_config_from(read_json(llm_dir / "config.json"), str(llm_dir))
+    vision = vision_config_from(read_json(clip_dir / "config.json"), str(clip_dir))
     image_config = ImageProcessorConfig.from_file(clip_dir / "preprocessor_config.json")
     llava_config = LlavaConfig(vision=vision, text=text, mm_projector_type=config.mm_projector_type,
                                mm_vision_select_layer=config.mm_vision_select_layer,
@@ -129,8 +99,6 @@ def load_projector_file(model: Llava, path: Path) -> None:
 
 def build_initial(config: TrainConfig) -> Initial:
     if config.model:
-        from llava15.checkpoint import load_llava
-
         loaded = load_llava(config.model)
         initial = Initial(loaded.model, loaded.config, Path(loaded.tokenizer_dir), loaded.image_processor)
     else:

@@ -216,8 +216,14 @@ def steps_of(loader: DataLoader, accumulation: int):
             group = []
 
 
-def train(config: TrainConfig, runtime: Runtime) -> TrainerState:
-    """Run (or resume) a stage; returns the final trainer state."""
+@dataclass
+class Trained:
+    state: TrainerState
+    model: Llava  # this process's trained model (sharded parameters under FSDP)
+
+
+def train(config: TrainConfig, runtime: Runtime) -> Trained:
+    """Run (or resume) a stage; returns the final trainer state and the model."""
     run = prepare(config, runtime)
     state = TrainerState()
     seed_everything(config.seed)
@@ -245,7 +251,7 @@ def train(config: TrainConfig, runtime: Runtime) -> TrainerState:
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
     progress.close()
     finish(run, state)
-    return state
+    return Trained(state, run.objective.llava)
 
 
 def llava_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -68,13 +68,14 @@ def trainable_names(model: nn.Module) -> set[str]:
 
 
 def model_state(model: nn.Module, runtime: Runtime, names: set[str]) -> dict[str, torch.Tensor]:
-    """Full (unsharded) tensors of `names`, on CPU; complete on the main process."""
+    """Full (unsharded) tensors of `names`, on CPU, as copies (never views of live parameters);
+    complete on the main process."""
     if runtime.distributed:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
         full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     else:
         full = model.state_dict()
-    return {k: v.detach().cpu().contiguous() for k, v in full.items() if k in names}
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in full.items() if k in names}
 
 
 def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, runtime: Runtime) -> dict:

@@ -1,0 +1,93 @@
+"""The two-stage recipe on a tiny world: loss falls, the right parameters train, outputs load."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llava15.train.config import TrainConfig
+from llava15.train.distributed import Runtime
+from llava15.train.init import build_initial
+from llava15.train.loop import train
+from llava15.train.overrides import apply_overrides
+from test_train_world import make_backbones, make_data
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    llm, clip = make_backbones(root)
+    images, pretrain, finetune = make_data(root)
+    return {"root": root, "llm": llm, "clip": clip, "images": images, "pretrain": pretrain, "finetune": finetune}
+
+
+def config_for(world, out, stage, **overrides) -> TrainConfig:
+    base = {"stage": stage, "llm": str(world["llm"]), "vision_tower": str(world["clip"]),
+            "data.path": str(world[stage.split("_")[0]]), "data.image_folder": str(world["images"]),
+            "data.num_workers": "0", "data.model_max_length": "128", "out": str(out),
+            "stage.global_batch_size": "8", "micro_batch_size": "4", "stage.warmup_ratio": "0.1",
+            "save_steps": "1000", "seed": "0"}
+    base.update({k: str(v) for k, v in overrides.items()})
+    return apply_overrides(TrainConfig(), base)
+
+
+def losses(run_dir) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def pretrained(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrain")
+    config = config_for(world, out, "pretrain", **{"stage.lr": 2e-2, "stage.epochs": 6})
+    return out, config, train(config, Runtime())
+
+
+def test_pretrain_loss_falls_and_only_the_projector_changes(pretrained):
+    out, config, trained = pretrained
+    curve = losses(out)
+    assert len(curve) == 18  # 24 samples / 8 per step x 6 epochs
+    # a frozen random LLM limits what the projector alone can do: a clear, not a large, drop
+    assert sum(curve[-3:]) / 3 < sum(curve[:3]) / 3 - 0.2, curve
+    before = build_initial(config).model.state_dict()
+    after = trained.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("multi_modal_projector.") for k in changed), sorted(changed)[:5]
+    assert len(changed) == len([k for k in before if k.startswith("multi_modal_projector.")])
+
+
+def test_pretrain_writes_the_projector_alone_in_both_formats(pretrained):
+    out, config, trained = pretrained
+    ours = load_file(str(out / "projector.safetensors"))
+    official = torch.load(out / "mm_projector.bin", weights_only=True)
+    assert sorted(official) == ["model.mm_projector.0.bias", "model.mm_projector.0.weight",
+                                "model.mm_projector.2.bias", "model.mm_projector.2.weight"]
+    assert torch.equal(official["model.mm_projector.2.weight"], ours["multi_modal_projector.linear_2.weight"])
+    assert torch.equal(ours["multi_modal_projector.linear_1.weight"],
+                       trained.model.multi_modal_projector.linear_1.weight)
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["stage"]["name"] == "pretrain" and saved["stage"]["lr"] == 2e-2
+    assert json.loads((out / "config.json").read_text())["image_aspect_ratio"] == "square"
+    assert (out / "loss.png").is_file() and (out / "lr.png").is_file()
+    checkpoint = out / "checkpoint-18"
+    assert (checkpoint / "mm_projector.bin").is_file() and (checkpoint / "train_config.json").is_file()
+
+
+def test_finetune_from_the_stage1_projector_trains_projector_and_llm(world, pretrained, tmp_path):
+    projector = pretrained[0] / "mm_projector.bin"
+    config = config_for(world, tmp_path, "finetune", pretrain_mm_mlp_adapter=projector,
+                        **{"stage.lr": 2e-3, "stage.epochs": 3})
+    initial = build_initial(config)
+    assert torch.equal(initial.model.multi_modal_projector.linear_1.weight,
+                       load_file(str(pretrained[0] / "projector.safetensors"))["multi_modal_projector.linear_1.weight"])
+    trained = train(config, Runtime())
+    curve = losses(tmp_path)
+    assert len(curve) == 12  # 32 samples / 8 x 3 epochs
+    assert sum(curve[-2:]) / 2 < 0.8 * sum(curve[:2]) / 2, curve
+    before, after = initial.model.state_dict(), trained.model.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"multi_modal_projector", "language_model"}
+    assert trained.state.samples == 12 * 8 - 0  # every sample used, none skipped
+    assert trained.state.skipped == 0 and trained.state.fully_masked == 0
