@@ -124,3 +124,24 @@ def test_a_system_message_replaces_the_templates_system_prompt(engine, client):
     served = client.chat.completions.create(model="tiny-llava", temperature=0, max_tokens=12, messages=[
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}])
     assert served.choices[0].message.content == custom
+
+
+def test_stop_strings_cut_the_answer_streamed_or_not(engine, client):
+    from llava15.infer.engine import Request
+    from llava15.infer.generate import SamplingParams
+
+    messages = [{"role": "user", "content": "Say something long."}]
+    full = client.chat.completions.create(model="tiny-llava", messages=messages, temperature=0,
+                                          max_tokens=30).choices[0].message.content
+    stop = full[len(full) // 2:len(full) // 2 + 3]
+    assert len(stop.strip()) == 3, full
+    prompt = engine.build_prompt([("user", "Say something long.")])
+    expected = engine.generate([Request(prompt, [], SamplingParams(max_new_tokens=30, stop=(stop,)))])[0]
+    assert stop not in expected and len(expected) < len(full)
+    done = client.chat.completions.create(model="tiny-llava", messages=messages, temperature=0,
+                                          max_tokens=30, stop=[stop, "never-seen"])
+    assert done.choices[0].message.content == expected
+    assert done.choices[0].finish_reason == "stop"
+    chunks = client.chat.completions.create(model="tiny-llava", messages=messages, temperature=0,
+                                            max_tokens=30, stop=stop, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip() == expected

@@ -35,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from llava15.serve.settings import MiB, ServeSettings
 
     setup_torch(args.threads)
+    # As predict and chat: the official CLI and web demo pick llava_v1 for v1.5 models.
     engine = load_engine(args.model, model_base=args.model_base, vision_tower=args.vision_tower,
-                         conv_mode=args.conv_mode)
+                         conv_mode=args.conv_mode or "llava_v1")
     settings = ServeSettings(
         api_key=args.api_key or None, media_dir=args.media_dir,
         allow_remote_images=args.allow_remote_images, max_body_bytes=int(args.max_body_mb * MiB),
