@@ -9,6 +9,7 @@ that transformers' `LlavaForConditionalGeneration.from_pretrained` reads, the to
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -25,6 +26,8 @@ EMBED = "language_model.model.embed_tokens.weight"
 LM_HEAD = "language_model.lm_head.weight"
 PROJECTOR = "multi_modal_projector."
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30  # transformers' default max_shard_size ("5GB")
+
+log = logging.getLogger(__name__)
 
 
 def grown_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
@@ -52,7 +55,11 @@ def save_llava_hf(model: Llava, config: LlavaConfig, tokenizer_dir: str | Path,
     grow to the next multiple of 64 rows, the new rows filled with the mean of the existing rows of
     the same matrix (see `grown_rows`); the original rows, hence their logits, are untouched.
     A llava-hf-style model (a real `<image>` id) keeps its vocabulary and tokenizer as they are.
+    transformers can load only `mlp2x_gelu` projectors (a warning is logged for other types).
     """
+    if config.mm_projector_type != "mlp2x_gelu":
+        log.warning("mm_projector_type %r: llava15 reads this checkpoint back, but transformers' "
+                    "LlavaForConditionalGeneration only has an mlp2x_gelu projector", config.mm_projector_type)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(tokenizer_dir)
