@@ -3,8 +3,8 @@
 The demo model does not exist yet, so the server runs a random model of a realistic small size,
 built here: LLaMA 4 layers x 256 (GQA 8/4 heads, MLP 688, context 2048, vocab 512 to match the
 tiny SentencePiece tokenizer of tests/golden/tokenizer) and CLIP 2 layers x 128 at 56 px
-(patch 14: 16 image tokens), mlp2x_gelu projector. Greedy decoding with EOS never sampled... is
-not guaranteed: token counts come from each response's `usage`, so runs compare tokens/s.
+(patch 14: 16 image tokens), mlp2x_gelu projector. Decoding is greedy, so both phases produce
+the same tokens; counts come from each response's `usage` (a row may end early on EOS).
 
 The server is a subprocess bound to 127.0.0.1 on a free port (so the clients and the server do
 not share one interpreter's GIL). Phase 1: one client sends the request list one after another.
@@ -25,6 +25,7 @@ import dataclasses
 import io
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -145,6 +146,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of a process: this one, or `pid` from /proc."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def phase(name: str, url: str, requests: list[dict], clients: int, timeout: float,
+          server_pid: int) -> float:
+    before = cpu_seconds(server_pid), cpu_seconds()
+    results, wall = asyncio.run(run_clients(url, requests, clients, timeout))
+    server_cpu, client_cpu = cpu_seconds(server_pid) - before[0], cpu_seconds() - before[1]
+    speed = summarize(name, results, wall)
+    print(f"    CPU seconds: server {server_cpu:.1f}, clients {client_cpu:.1f} (wall {wall:.1f})")
+    return speed
+
+
 def summarize(name: str, results: list[Result], wall: float) -> float:
     tokens = sum(r.tokens for r in results)
     latencies = [r.latency for r in results]
@@ -191,10 +211,9 @@ def main() -> int:
         url = base + "/v1/chat/completions"
         requests = make_requests(args.requests, args.max_tokens)
         asyncio.run(run_clients(url, requests[:2], 1, args.timeout))  # warm-up
-        sequential = summarize("1 client, one after another",
-                               *asyncio.run(run_clients(url, requests, 1, args.timeout)))
-        concurrent = summarize(f"{args.clients} concurrent clients",
-                               *asyncio.run(run_clients(url, requests, args.clients, args.timeout)))
+        sequential = phase("1 client, one after another", url, requests, 1, args.timeout, server.pid)
+        concurrent = phase(f"{args.clients} concurrent clients", url, requests, args.clients,
+                           args.timeout, server.pid)
         ratio = concurrent / sequential
         print(f"aggregate speed-up: {ratio:.2f}x (goal: at least 3x)")
         return 0 if ratio >= 3 else 1
