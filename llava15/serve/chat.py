@@ -121,9 +121,7 @@ async def prepare(engine: Engine, scheduler: Scheduler, pump: EventPump, setting
         checker = StopStrings(engine.tokenizer, [params.stop])
         stop_check = lambda tokens: checker(0, tokens)  # noqa: E731
     budget = min(params.max_new_tokens, engine.config.text.max_position_embeddings - len(ids))
-    job = Job(ids, pixel_values, params, budget,
-              sink=pump.sink(events),
-              stop_check=stop_check)
+    job = Job(ids, pixel_values, params, budget, sink=pump.sink(events), stop_check=stop_check)
     try:
         scheduler.submit(job)
     except QueueFull as e:
@@ -162,12 +160,12 @@ async def complete(engine: Engine, scheduler: Scheduler, prepared: Prepared, req
         scheduler.cancel(prepared.job)  # harmless when finished; frees the slot otherwise
     if event.finish not in ("stop", "length"):
         raise failure(event)
-    deltas = TextDeltas(engine.tokenizer, prepared.job.params.stop)
-    deltas.tokens = list(prepared.job.tokens)
+    # As `Engine.generate` decodes an answer: special tokens skipped, stop string cut, stripped.
+    text = StopStrings.trim(engine.tokenizer.decode(prepared.job.tokens), prepared.job.params.stop)
     return JSONResponse({
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
         "created": int(time.time()), "model": model_id,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": deltas.text().strip()},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text.strip()},
                      "finish_reason": event.finish, "logprobs": None}],
         "usage": usage(prepared),
     })

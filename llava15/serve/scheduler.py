@@ -168,8 +168,8 @@ class Scheduler:
         if newcomers:
             fresh = self._prefill(newcomers)
             if fresh is not None:
+                self._set_running(self._running + newcomers)  # first: a failed merge fails them too
                 batch = fresh if batch is None else merge(batch, fresh)
-                self._set_running(self._running + newcomers)
         if batch is None:
             return None
         jobs = self._running
