@@ -224,3 +224,18 @@ def test_keep_rows_cuts_padding_no_kept_row_needs(model):
     only_short = keep_rows(both, [0])
     assert only_short.cache.length == 3 and bool(only_short.attention_mask.all())
     assert torch.equal(only_short.cache.keys[0][:, :, :3], short.cache.keys[0][:, :, :3])
+
+
+def test_a_failing_step_fails_its_batch_and_the_scheduler_serves_on(model, scheduler):
+    def explode(tokens: list[int]) -> bool:
+        raise RuntimeError("boom")
+
+    first, second, after = Collector(), Collector(), Collector()
+    scheduler.submit(make_job(text_prompt(90, 5), 20, first))
+    job = make_job(text_prompt(91, 5), 20, second)
+    job.stop_check = explode
+    scheduler.submit(job)
+    assert second.finish == "error" and "boom" in second.events[-1].error
+    assert first.finish in ("error", "length")  # failed with the step, unless it ran alone before
+    scheduler.submit(make_job(text_prompt(92, 5), 4, after))
+    assert after.finish == "length" and len(after.tokens) == 4
