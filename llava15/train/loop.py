@@ -160,7 +160,8 @@ def forward_backward(run: Run, batch: Batch, scale: float, last: bool) -> torch.
         loss_sum = run.wrapped(batch.input_ids, batch.labels, batch.attention_mask, batch.position_ids,
                                batch.pixel_values)
     loss = loss_sum * scale
-    loss.backward()
+    if loss.requires_grad:  # False when nothing trainable was reached (e.g. pretrain, no image)
+        loss.backward()
     return loss.detach()
 
 

@@ -53,7 +53,15 @@ class Objective(nn.Module):
                 position_ids: torch.Tensor | None = None,
                 pixel_values: torch.Tensor | None = None) -> torch.Tensor:
         """Summed cross-entropy of predicting labels[:, 1:] from positions [:, :-1] (float32)."""
+        idle = None
+        if self.keep_units_busy and pixel_values is None:
+            # where the image would be encoded, so every process gathers the units in one order
+            idle = self.idle_image_path()
         inputs_embeds = self.llava.embed_inputs(input_ids, pixel_values)
+        if idle is not None:
+            # adds exactly 0, but makes the decoder's backward run as it does with images (when
+            # only the projector trains, each process must gather the frozen layers alike)
+            inputs_embeds = inputs_embeds + 0.0 * idle.mean().to(inputs_embeds.dtype)
         b, t, _ = inputs_embeds.shape
         if attention_mask.dim() == 4:  # packed rows: block-diagonal mask and restarting positions
             if position_ids is None:
@@ -66,18 +74,17 @@ class Objective(nn.Module):
         keep = targets != IGNORE_INDEX
         logits = F.linear(hidden[:, :-1][keep], self.llava.language_model.output_weight())
         loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
-        if self.keep_units_busy and pixel_values is None:
-            loss = loss + 0.0 * self.idle_image_path(inputs_embeds.dtype).sum()  # adds exactly 0
         return loss
 
-    def idle_image_path(self, dtype: torch.dtype) -> torch.Tensor:
+    def idle_image_path(self) -> torch.Tensor:
         """The image path on a zero input: the projector alone while the tower is frozen (and not
         sharded); the official zero image through the tower when the tower trains."""
         config = self.llava.config
         if any(p.requires_grad for p in self.llava.vision_tower.parameters()):
             size = config.vision.image_size
-            zeros = torch.zeros(1, config.vision.num_channels, size, size, dtype=dtype,
-                                device=self.llava.language_model.model.embed_tokens.weight.device)
+            weight = self.llava.vision_tower.vision_model.embeddings.patch_embedding.weight
+            zeros = torch.zeros(1, config.vision.num_channels, size, size, dtype=weight.dtype,
+                                device=weight.device)
             return self.llava.encode_images(zeros)
         projector = self.llava.multi_modal_projector
         weight = next(projector.parameters())

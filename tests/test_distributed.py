@@ -1,0 +1,57 @@
+"""Two processes on gloo with FSDP2 give the losses of one process at the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from test_train_world import make_backbones, make_data
+
+REPO = Path(__file__).resolve().parents[1]
+RUNNER = ("import argparse, sys\nfrom llava15.cli import train as t\n"
+          "p = argparse.ArgumentParser(); t.add_arguments(p)\nsys.exit(t.run(p.parse_args(sys.argv[1:])))\n")
+
+
+def launch(root: Path, out: Path, processes: int, stage: str, packing: bool) -> None:
+    runner = root / "runner.py"
+    runner.write_text(RUNNER)
+    args = [f"--stage={stage}", f"--llm={root / 'llm'}", f"--vision-tower={root / 'clip'}",
+            f"--data.path={root / ('pretrain.json' if stage == 'pretrain' else 'finetune.json')}",
+            f"--image-folder={root / 'images'}", "--data.num_workers=0", "--model-max-length=96",
+            "--stage.global_batch_size=8", "--micro_batch_size=4", "--stage.lr=2e-3", "--stage.epochs=2",
+            "--save_steps=1000", "--seed=5", "--threads=1", f"--packing={str(packing).lower()}",
+            "--loss_normalization=token_weighted", f"--out={out}"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+           str(runner), *args] if processes > 1 else [sys.executable, str(runner), *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+def losses(run_dir: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("stage,packing", [("finetune", False), ("pretrain", True)])
+def test_two_processes_match_one(tmp_path, stage, packing):
+    make_backbones(tmp_path)
+    make_data(tmp_path, n_images=12, n_text=4)
+    launch(tmp_path, tmp_path / "one", 1, stage, packing)
+    launch(tmp_path, tmp_path / "two", 2, stage, packing)
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert len(one) == len(two) == 4  # 16 or 12 samples, 8 a step, 2 epochs
+    assert max(abs(a - b) for a, b in zip(one, two)) < 1e-5, (one, two)
+    final = max((tmp_path / "one").glob("checkpoint-*")).name
+    a = load_file(str(tmp_path / "one" / final / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "two" / final / "trainable.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
