@@ -13,7 +13,7 @@ and non-streaming requests, half of them with an image. Checked: no 5xx, no drop
 (every JSON answer has its usage; every stream ends with [DONE]). Reported: tokens/s of both
 phases and their ratio, and p50/p99 request latency.
 
-    .venv/bin/python bench/serve_load.py [--clients 32] [--requests 64] [--max-tokens 48]
+    .venv/bin/python bench/serve_load.py [--clients 32] [--requests 128] [--max-tokens 48]
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def summarize(name: str, results: list[Result], wall: float) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=32)
-    p.add_argument("--requests", type=int, default=64, help="requests in each phase")
+    p.add_argument("--requests", type=int, default=128, help="requests in each phase")
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--threads", type=int, default=2, help="torch threads of the server")
     p.add_argument("--timeout", type=float, default=300.0, help="limit for each phase, seconds")
