@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("llava15.cli.score", "score answers / write submissions as the official scripts do"),
     "train": ("llava15.cli.train", "train one stage of the recipe (pretrain | finetune)"),
     "serve": ("llava15.cli.serve", "OpenAI-compatible server with batching and a chat page"),
+    "demo": ("llava15.cli.demo", "the whole recipe in the offline world on a CPU, with a report"),
     "synth": ("llava15.cli.synth", "write the offline world's synthetic training data and benchmarks"),
 }
 

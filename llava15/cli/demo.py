@@ -1,0 +1,50 @@
+"""`llava15 demo`: the whole LLaVA-1.5 recipe in the offline world, on a CPU, nothing downloaded.
+
+synth -> stage 0 (tokenizer, tiny LLM, tiny CLIP) -> pretrain -> finetune -> held-out suite
+beside a blind baseline. Re-running picks up the stages already finished in `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="demo-out", help="output directory (resumable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true", help="a short run (about a minute) for CI")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def check_resources(out: str, need_disk_gb: float = 1.0, need_ram_gb: float = 2.0) -> None:
+    """Fail early, saying what is needed, rather than half-way through a stage."""
+    import os
+    from pathlib import Path
+
+    target = Path(out).resolve()
+    probe = target if target.exists() else target.parent
+    while not probe.exists():
+        probe = probe.parent
+    free_gb = shutil.disk_usage(probe).free / 2**30
+    if free_gb < need_disk_gb:
+        raise SystemExit(f"the demo needs about {need_disk_gb:.1f} GB free under {probe}, "
+                         f"{free_gb:.1f} GB are free")
+    pages, page_size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    free_ram_gb = pages * page_size / 2**30
+    if free_ram_gb < need_ram_gb:
+        raise SystemExit(f"the demo needs about {need_ram_gb:.1f} GB of free memory, "
+                         f"{free_ram_gb:.1f} GB are free")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from llava15.world.demo import DemoConfig, run_demo, smoke_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    check_resources(args.out)
+    config = smoke_config(args.out, args.seed) if args.smoke else DemoConfig(out=args.out, seed=args.seed)
+    run_demo(config)
+    return 0

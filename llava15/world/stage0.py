@@ -1,0 +1,193 @@
+"""Stage 0 of the offline world: backbones that the real recipe would download, trained here.
+
+1. A LLaMA-style SentencePiece tokenizer trained on the synthetic text.
+2. A tiny LLaMA LLM pretrained on that text (next-token prediction): it plays Vicuna.
+3. A tiny CLIP vision tower trained contrastively against a tiny text tower on the stage-1
+   captions: it plays CLIP ViT-L/14. The feasibility run in DESIGN.md found this step decisive:
+   joint training from random weights learns to ignore the image.
+
+Each is saved as an ordinary directory (`backbones.py`), so stages 1 and 2 load them exactly
+as they load the real backbones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llava15.config import TextConfig, VisionConfig
+from llava15.data.image import ImageProcessorConfig, load_image, process_images
+from llava15.data.tokenizer import Tokenizer
+from llava15.model.clip import VisionTower
+from llava15.model.llama import LanguageModel
+
+Progress = Callable[[int, dict], None]  # (step, metrics) -> None
+
+
+@dataclass(frozen=True)
+class Stage0Config:
+    vocab_size: int = 1024
+    llm: TextConfig = TextConfig(vocab_size=1024, hidden_size=128, intermediate_size=384,
+                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                                 max_position_embeddings=512)
+    vision: VisionConfig = VisionConfig(hidden_size=128, intermediate_size=384, num_hidden_layers=2,
+                                        num_attention_heads=4, image_size=64, patch_size=8)
+    llm_steps: int = 300
+    llm_batch_size: int = 16
+    llm_seq_len: int = 128
+    llm_lr: float = 2e-3
+    clip_steps: int = 300
+    clip_batch_size: int = 64
+    clip_lr: float = 1e-3
+    seed: int = 0
+
+
+def write_tokenizer_config(out_dir: Path, legacy: bool) -> None:
+    """The files `LlamaTokenizer.save_pretrained` writes beside `tokenizer.model`."""
+    config = {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+              "unk_token": "<unk>", "pad_token": None, "legacy": legacy, "model_max_length": 2048,
+              "tokenizer_class": "LlamaTokenizer", "clean_up_tokenization_spaces": False,
+              "sp_model_kwargs": {}}
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+
+
+def train_tokenizer(text_file: str | Path, out_dir: str | Path, vocab_size: int) -> Path:
+    """A LLaMA-style SentencePiece BPE model (byte fallback, split digits, ids unk 0 / bos 1 /
+    eos 2), saved as `tokenizer.model` + the slow tokenizer's config files."""
+    import sentencepiece as spm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spm.SentencePieceTrainer.train(
+        input=str(text_file), model_prefix=str(out / "tokenizer"), vocab_size=vocab_size,
+        model_type="bpe", byte_fallback=True, split_digits=True, unk_id=0, bos_id=1, eos_id=2,
+        pad_id=-1, add_dummy_prefix=True, normalization_rule_name="identity",
+        character_coverage=1.0, num_threads=2, minloglevel=2, hard_vocab_limit=False)
+    (out / "tokenizer.vocab").unlink(missing_ok=True)
+    write_tokenizer_config(out, legacy=False)
+    return out
+
+
+def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def token_stream(paragraphs: Sequence[str], tokenizer: Tokenizer) -> torch.Tensor:
+    """All paragraphs as one id stream, each `<s> text </s>`, for language-model pretraining."""
+    ids: list[int] = []
+    for paragraph in paragraphs:
+        ids.extend(tokenizer.encode(paragraph))
+        ids.append(tokenizer.eos_token_id)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def pretrain_llm(paragraphs: Sequence[str], tokenizer: Tokenizer, cfg: Stage0Config,
+                 progress: Progress | None = None) -> LanguageModel:
+    """Next-token prediction on random windows of the synthetic text."""
+    torch.manual_seed(cfg.seed)
+    text_config = cfg.llm if cfg.llm.vocab_size >= tokenizer.vocab_size else \
+        TextConfig(**{**cfg.llm.__dict__, "vocab_size": tokenizer.vocab_size})
+    model = LanguageModel(text_config)
+    stream = token_stream(paragraphs, tokenizer)
+    if len(stream) <= cfg.llm_seq_len + 1:
+        raise ValueError(f"only {len(stream)} tokens of text: too little to pretrain on")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.llm_lr, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    model.train()
+    for step in range(cfg.llm_steps):
+        starts = torch.randint(0, len(stream) - cfg.llm_seq_len - 1, (cfg.llm_batch_size,),
+                               generator=generator)
+        window = torch.stack([stream[s:s + cfg.llm_seq_len + 1] for s in starts.tolist()])
+        logits = model(model.model.embed_tokens(window[:, :-1]))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), window[:, 1:].reshape(-1))
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, cfg.llm_steps, cfg.llm_lr, max(1, cfg.llm_steps // 20))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if progress is not None:
+            progress(step, {"loss": loss.item(), "lr": optimizer.param_groups[0]["lr"]})
+    return model.eval()
+
+
+class TextTower(nn.Module):
+    """A tiny bidirectional transformer over caption ids, mean-pooled: CLIP's text side."""
+
+    def __init__(self, vocab_size: int, width: int, layers: int = 2, heads: int = 4,
+                 max_len: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, width)
+        self.position = nn.Parameter(torch.zeros(max_len, width))
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.max_len = max_len
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids) + self.position[: ids.shape[1]]
+        x = self.encoder(x, src_key_padding_mask=~mask)
+        return (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+
+
+def pad_captions(captions: Sequence[list[int]], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = min(max_len, max(len(c) for c in captions))
+    ids = torch.zeros(len(captions), width, dtype=torch.long)
+    mask = torch.zeros(len(captions), width, dtype=torch.bool)
+    for row, caption in enumerate(captions):
+        caption = caption[:width]
+        ids[row, :len(caption)] = torch.tensor(caption)
+        mask[row, :len(caption)] = True
+    return ids, mask
+
+
+def pretrain_clip(image_paths: Sequence[str | Path], captions: Sequence[str], tokenizer: Tokenizer,
+                  image_config: ImageProcessorConfig, cfg: Stage0Config,
+                  progress: Progress | None = None) -> VisionTower:
+    """Symmetric InfoNCE between mean-pooled patch features of the tower and the text tower."""
+    if len(image_paths) != len(captions) or len(captions) < 2:
+        raise ValueError(f"need matching images and captions, got {len(image_paths)} and {len(captions)}")
+    torch.manual_seed(cfg.seed)
+    pixels = process_images([load_image(p) for p in image_paths], image_config, "square")
+    caption_ids = [tokenizer.encode(c, add_bos=False) for c in captions]
+    tower = VisionTower(cfg.vision)
+    width = cfg.vision.hidden_size
+    text = TextTower(tokenizer.vocab_size, width)
+    image_head, text_head = nn.Linear(width, width), nn.Linear(width, width)
+    log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+    params = [*tower.parameters(), *text.parameters(), *image_head.parameters(),
+              *text_head.parameters(), log_scale]
+    optimizer = torch.optim.AdamW(params, lr=cfg.clip_lr, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    batch = min(cfg.clip_batch_size, len(captions))
+    for step in range(cfg.clip_steps):
+        index = torch.randperm(len(captions), generator=generator)[:batch]
+        # The features LLaVA reads: the last layer's patch tokens (CLS dropped), mean-pooled.
+        features = tower(pixels[index], select_layer=-1)[:, int(cfg.vision.use_cls_token):].mean(1)
+        image_embeds = F.normalize(image_head(features), dim=-1)
+        ids, mask = pad_captions([caption_ids[i] for i in index.tolist()], text.max_len)
+        text_embeds = F.normalize(text_head(text(ids, mask)), dim=-1)
+        logits = log_scale.exp().clamp(max=100) * image_embeds @ text_embeds.T
+        target = torch.arange(batch)
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, cfg.clip_steps, cfg.clip_lr, max(1, cfg.clip_steps // 20))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if progress is not None:
+            accuracy = (logits.argmax(1) == target).float().mean().item()
+            progress(step, {"loss": loss.item(), "match_accuracy": accuracy})
+    return tower.eval()
