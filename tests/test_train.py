@@ -91,3 +91,34 @@ def test_finetune_from_the_stage1_projector_trains_projector_and_llm(world, pret
     assert changed == {"multi_modal_projector", "language_model"}
     assert trained.state.samples == 12 * 8 - 0  # every sample used, none skipped
     assert trained.state.skipped == 0 and trained.state.fully_masked == 0
+
+
+def test_finetune_output_loads_in_llava15_and_transformers(world, tmp_path):
+    config = config_for(world, tmp_path, "finetune", max_steps=2)
+    trained = train(config, Runtime())
+    from llava15.checkpoint import load_llava
+
+    loaded = load_llava(tmp_path)
+    ids = torch.tensor([[1, 40, 50, 60, 70]])
+    trained.model.eval()
+    expected = trained.model(ids).logits
+    torch.testing.assert_close(loaded.model(ids).logits[..., :expected.shape[-1]], expected)
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.LlavaForConditionalGeneration.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        logits = hf(input_ids=ids).logits
+    torch.testing.assert_close(logits[..., :expected.shape[-1]], expected, rtol=1e-4, atol=1e-4)
+    assert json.loads((tmp_path / "train_config.json").read_text())["stage"]["name"] == "finetune"
+
+
+def test_the_start_summary_names_what_trains():
+    from llava15.config import tiny
+    from llava15.model.llava import Llava
+    from llava15.train.config import PRETRAIN
+    from llava15.train.stages import apply_stage, summary
+
+    model = Llava(tiny())
+    apply_stage(model, PRETRAIN)
+    table = summary(model)
+    rows = {line.split()[0]: line.split()[-1] for line in table.splitlines()[1:-1]}
+    assert rows == {"vision_tower": "frozen", "projector": "trains", "language_model": "frozen"}
