@@ -125,7 +125,8 @@ def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
             raise ContextLengthError(f"prompt {row} has {len(prompt)} tokens (image tokens "
                                      f"included), the model's context is {limit}")
     width = max(len(p) for p in prompts)
-    budget = [min(p.max_new_tokens, limit - width) for p in per_row]
+    # Positions count real tokens only, so each row's room is the context minus its own prompt.
+    budget = [min(p.max_new_tokens, limit - len(prompt)) for p, prompt in zip(per_row, prompts)]
     if max(budget) <= 0:
         return
     generators = [torch.Generator().manual_seed(p.seed) if p.seed is not None else None
