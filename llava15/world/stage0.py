@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llava15.config import TextConfig, VisionConfig
+from llava15.data.conversation import get_template, render_prompt
 from llava15.data.image import ImageProcessorConfig, load_image, process_images
 from llava15.data.tokenizer import Tokenizer
 from llava15.model.clip import VisionTower
@@ -67,13 +68,25 @@ def train_tokenizer(text_file: str | Path, out_dir: str | Path, vocab_size: int)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # The conversation template's words are part of the language the LLM will read: give them
+    # pieces of their own (as LLaMA has "USER"), from a few rendered template lines.
+    corpus = out / "tokenizer_corpus.txt"
+    template = get_template("vicuna_v1")
+    lines = [render_prompt(template, [("user", "Hello."), ("assistant", "Hi."), ("user", "Hi."),
+                                      ("assistant", None)])] * 200
+    corpus.write_text(Path(text_file).read_text() + "\n" + "\n".join(lines) + "\n")
     spm.SentencePieceTrainer.train(
-        input=str(text_file), model_prefix=str(out / "tokenizer"), vocab_size=vocab_size,
+        input=str(corpus), model_prefix=str(out / "tokenizer"), vocab_size=vocab_size,
         model_type="bpe", byte_fallback=True, split_digits=True, unk_id=0, bos_id=1, eos_id=2,
         pad_id=-1, add_dummy_prefix=True, normalization_rule_name="identity",
         character_coverage=1.0, num_threads=2, minloglevel=2, hard_vocab_limit=False)
     (out / "tokenizer.vocab").unlink(missing_ok=True)
-    write_tokenizer_config(out, legacy=False)
+    corpus.unlink()
+    # legacy=True: text after "</s>" gets the dummy-prefix "▁" as when tokenized alone, so the
+    # official preprocess_v1 length arithmetic holds for every multi-turn sample (with
+    # legacy=False and HEAD's correction, a tokenizer whose "USER" splits unlike LLaMA's has
+    # every multi-turn sample masked as a "tokenization mismatch").
+    write_tokenizer_config(out, legacy=True)
     return out
 
 
