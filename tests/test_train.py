@@ -122,3 +122,16 @@ def test_the_start_summary_names_what_trains():
     table = summary(model)
     rows = {line.split()[0]: line.split()[-1] for line in table.splitlines()[1:-1]}
     assert rows == {"vision_tower": "frozen", "projector": "trains", "language_model": "frozen"}
+
+
+def test_finetune_continues_from_a_llava_hf_checkpoint(world, tmp_path):
+    """`--model DIR` (official finetune_task.sh): a llava-hf checkpoint with a real `<image>` id."""
+    first = config_for(world, tmp_path / "first", "finetune", max_steps=1)
+    train(first, Runtime())
+    config = config_for(world, tmp_path / "second", "finetune", max_steps=2, **{"data.num_workers": 1})
+    config = apply_overrides(config, {"model": str(tmp_path / "first"), "llm": "", "vision_tower": ""})
+    initial = build_initial(config)
+    assert initial.config.image_token_index >= 0  # llava-hf: the <image> token, not the -200 sentinel
+    trained = train(config, Runtime())
+    assert trained.state.step == 2 and trained.state.skipped == 0 and trained.state.samples == 16
+    assert (tmp_path / "second" / "model.safetensors").is_file() or list((tmp_path / "second").glob("*.safetensors"))

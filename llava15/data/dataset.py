@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from llava15.config import IGNORE_INDEX
+from llava15.config import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from llava15.data.conversation import get_template
 from llava15.data.image import ImageError, ImageProcessorConfig, load_image, process_images
 from llava15.data.labels import encode_conversation
@@ -185,11 +185,14 @@ class LazySupervisedDataset(Dataset):
         # encode_conversation applies the official preprocess_multimodal to image samples
         encoded = encode_conversation(conversations, self.tokenizer, self.template,
                                       pixel_values is not None, self.model_max_length)
-        ids, labels = expand_image_tokens(encoded.input_ids, encoded.labels, self.image_token_index,
+        # encode_conversation marks each image with the official -200 sentinel; a llava-hf model
+        # (a real `<image>` id) then reads its own id at the expanded positions
+        ids, labels = expand_image_tokens(encoded.input_ids, encoded.labels, IMAGE_TOKEN_INDEX,
                                           self.num_image_tokens)
         # The official code truncates after splicing the image features (prepare_inputs_labels_
         # for_multimodal); expanding first and then cutting gives the same positions.
         ids = torch.as_tensor(ids, dtype=torch.long)[:self.model_max_length]
+        ids[ids == IMAGE_TOKEN_INDEX] = self.image_token_index
         labels = torch.as_tensor(labels, dtype=torch.long)[:self.model_max_length]
         if pixel_values is not None and int((ids == self.image_token_index).sum()) != self.num_image_tokens:
             return self._skip(index, f"model_max_length={self.model_max_length} cuts through the image")
