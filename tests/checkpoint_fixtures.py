@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -14,6 +15,16 @@ GOLDEN = Path(__file__).resolve().parent / "golden" / "checkpoints"
 # name -> model_base (relative to GOLDEN)
 CHECKPOINTS = {"llava-tiny-full": None, "llava-tiny-mha-linear": None,
                "llava-tiny-projector": "base_llm", "llava-tiny-lora": "base_llm"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; with several OpenMP threads on a shared 2-core box,
+    spinning threads made the many small ops of a greedy loop 5x slower. Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def golden_outputs(name: str) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+from checkpoint_fixtures import one_thread  # noqa: F401  (autouse fixture)
 from checkpoint_fixtures import (CHECKPOINTS, GOLDEN, assert_close_relative, golden_outputs, greedy,
                                  logits_of)
 from llava15.checkpoint import load_llava, read_llava_config

@@ -4,11 +4,13 @@ and the key."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from checkpoint_fixtures import one_thread  # noqa: F401  (autouse fixture)
 from checkpoint_fixtures import GOLDEN, copy_checkpoint
 from llava15.checkpoint import load_llava, read_llava_config
 
@@ -53,14 +55,8 @@ def test_key_the_model_lacks_is_listed(tmp_path):
     ckpt = copy_checkpoint("llava-tiny-mha-linear", tmp_path)
     extra = "model.layers.7.mlp.up_proj.weight"  # a third layer in a 2-layer config
     edit_safetensors(ckpt / "model.safetensors", lambda s: s.update({extra: torch.zeros(2)}))
-    with pytest.raises(ValueError, match=rf"does not have:\n.*model\.safetensors: {re_escape(extra)}"):
+    with pytest.raises(ValueError, match=rf"does not have:\n.*model\.safetensors: {re.escape(extra)}"):
         load_llava(ckpt)
-
-
-def re_escape(text: str) -> str:
-    import re
-
-    return re.escape(text)
 
 
 def test_wrong_shape_names_file_key_and_shapes(tmp_path):

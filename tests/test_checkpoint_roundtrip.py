@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from checkpoint_fixtures import one_thread  # noqa: F401  (autouse fixture)
 from checkpoint_fixtures import (GOLDEN, assert_close_relative, copy_checkpoint, expand, golden_outputs,
                                  logits_of)
 from llava15.checkpoint import load_llava, save_llava_hf, save_official_projector

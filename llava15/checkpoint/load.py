@@ -40,6 +40,10 @@ MAX_LISTED = 20  # keys listed per kind of problem in an error message
 
 @dataclass
 class LoadedCheckpoint:
+    """A loaded model and what goes with it: the directory holding its tokenizer (the base LLM's
+    for projector-only and LoRA checkpoints, as officially), the image preprocessing (the CLIP
+    directory's `preprocessor_config.json` for official layouts), the layout name and notes."""
+
     model: Llava
     config: LlavaConfig
     tokenizer_dir: Path
