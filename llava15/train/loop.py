@@ -40,7 +40,7 @@ from llava15.train.init import Initial, build_initial
 from llava15.train.lora import apply_lora, merge_lora
 from llava15.train.objective import Objective
 from llava15.train.report import Progress, data_summary, plot_curves
-from llava15.train.schedule import build_scheduler
+from llava15.train.schedule import build_scheduler, reapply
 from llava15.train.stages import apply_stage, param_groups, summary
 from llava15.train.state import TrainerState, latest_checkpoint, load_checkpoint, model_state, save_checkpoint
 
@@ -178,7 +178,7 @@ def train_step(run: Run, batches: list[Batch], state: TrainerState) -> dict:
     start = time.perf_counter()
     pad_id = run.initial.config.text.pad_token_id or 0
     scales, targets = loss_scales(batches, run.config.loss_normalization, run.runtime)
-    lr = run.scheduler.get_last_lr()[0]
+    lr = run.optimizer.param_groups[0]["lr"]
     total = torch.zeros((), dtype=torch.float64)
     for k, (batch, scale) in enumerate(zip(batches, scales)):
         usable = batch if batch.input_ids.shape[0] else placeholder_batch(pad_id)
@@ -231,6 +231,7 @@ def train(config: TrainConfig, runtime: Runtime) -> Trained:
     resume_from = latest_checkpoint(run.run_dir) if config.resume else None
     if resume_from is not None:
         state = load_checkpoint(resume_from, run.wrapped, run.optimizer, run.scheduler, runtime)
+        reapply(run.scheduler)
         if runtime.is_main:
             log.info("resumed from %s at step %d", resume_from, state.step)
     if runtime.is_main:

@@ -38,3 +38,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: in
         raise ValueError(f"unknown lr_scheduler {name!r}; choose from {sorted(SCHEDULES)}")
     rule, warmup = SCHEDULES[name], warmup_steps(total_steps, warmup_ratio)
     return LambdaLR(optimizer, lambda step: rule(step, total_steps, warmup))
+
+
+def reapply(scheduler: LambdaLR) -> None:
+    """Set each group's lr from the schedule at the scheduler's current step. After a resume this
+    makes the restored optimizer follow the schedule of the current run (which may have a
+    different length, e.g. a changed max_steps); with an unchanged run it changes nothing."""
+    for group, base, rule in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * rule(scheduler.last_epoch)
