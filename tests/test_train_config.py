@@ -6,6 +6,7 @@ import argparse
 import json
 
 import pytest
+import torch
 
 from llava15.cli import train as train_cli
 from llava15.train.config import FINETUNE, FINETUNE_LORA, PRETRAIN, TrainConfig, from_dict, load_json, save_json, to_dict
@@ -84,3 +85,37 @@ def test_validate_names_what_is_missing():
         TrainConfig(model="m", loss_normalization="mean").validate()
     with pytest.raises(ValueError, match="lora"):
         apply_overrides(TrainConfig(model="m"), {"stage.lora_r": "8"}).validate()
+
+
+def test_loss_normalisation_rules_are_what_their_names_say():
+    from llava15.data.dataset import Batch
+    from llava15.train.distributed import Runtime
+    from llava15.train.loop import loss_scales
+
+    def batch(targets: int) -> Batch:
+        labels = torch.full((1, targets + 1), -100)
+        labels[0, 1:] = 7
+        return Batch(labels.clone(), labels, torch.ones_like(labels, dtype=torch.bool))
+
+    batches = [batch(3), batch(1), batch(0)]  # the last: every sample dropped
+    scales, total = loss_scales(batches, "token_weighted", Runtime())
+    assert total == 4 and scales == [1 / 4, 1 / 4, 1 / 4]
+    scales, _ = loss_scales(batches, "mean_per_microbatch", Runtime())
+    assert scales == [1 / (2 * 3), 1 / (2 * 1), 0.0]  # the mean of the two non-empty micro-batch means
+
+
+def test_unfreezing_the_vision_tower_gives_it_gradients():
+    from llava15.config import tiny
+    from llava15.model.llava import Llava
+    from llava15.train.objective import Objective
+    from llava15.train.stages import apply_stage
+
+    model = Llava(tiny())
+    apply_stage(model, apply_overrides(TrainConfig(), {"stage.trainable": "projector,vision_tower"}).stage)
+    n = model.config.num_image_tokens
+    ids = torch.tensor([[1] + [model.config.image_token_index] * n + [5, 6, 7]])
+    loss = Objective(model)(ids, ids.clamp_min(0), torch.ones_like(ids, dtype=torch.bool), None,
+                            torch.randn(1, 3, 28, 28))
+    loss.backward()
+    assert model.vision_tower.vision_model.embeddings.patch_embedding.weight.grad is not None
+    assert all(p.grad is None for p in model.language_model.parameters())
