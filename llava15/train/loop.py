@@ -175,7 +175,6 @@ def clip_gradients(run: Run) -> float:
 
 def train_step(run: Run, batches: list[Batch], state: TrainerState) -> dict:
     """Forward/backward over this process's micro-batches of one step, then clip and step."""
-    start = time.perf_counter()
     pad_id = run.initial.config.text.pad_token_id or 0
     scales, targets = loss_scales(batches, run.config.loss_normalization, run.runtime)
     lr = run.optimizer.param_groups[0]["lr"]
@@ -201,10 +200,8 @@ def train_step(run: Run, batches: list[Batch], state: TrainerState) -> dict:
     for b in batches:
         room = MAX_SKIP_EXAMPLES - len(state.skipped_examples)
         state.skipped_examples += [list(x) for x in b.skipped[:max(0, room)]]
-    seconds = time.perf_counter() - start
     return {"step": state.step, "epoch": state.epoch, "loss": loss / run.runtime.world_size, "lr": lr,
-            "grad_norm": grad_norm, "target_tokens": targets, "tokens": int(tokens),
-            "tokens_per_s": tokens / seconds, "seconds": seconds, "samples": state.samples}
+            "grad_norm": grad_norm, "target_tokens": targets, "tokens": int(tokens), "samples": state.samples}
 
 
 def steps_of(loader: DataLoader, accumulation: int):
@@ -242,11 +239,16 @@ def train(config: TrainConfig, runtime: Runtime) -> Trained:
                  run.accumulation, runtime.world_size, config.stage.global_batch_size)
     progress = Progress(run.run_dir, run.total_steps, state.step, runtime.is_main)
     while state.step < run.total_steps:
+        last = time.perf_counter()
         for batches in steps_of(make_loader(run, state.epoch, state.step_in_epoch), run.accumulation):
             metrics = train_step(run, batches, state)
+            now = time.perf_counter()  # wall time per step, data loading included
+            metrics.update(seconds=now - last, tokens_per_s=metrics["tokens"] / (now - last))
+            last = now
             progress.update(metrics)
             if state.step % config.save_steps == 0 or state.step == run.total_steps:
                 save(run, state)
+                last = time.perf_counter()  # saving is not counted as a step's time
             if state.step >= run.total_steps:
                 break
         if state.step_in_epoch >= run.steps_per_epoch:
