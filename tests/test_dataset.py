@@ -95,3 +95,41 @@ def test_a_sample_truncated_to_no_targets_is_counted_not_trained_on(data):
     assert batch.num_targets == long_enough[1].num_targets > 0
     cut = dataset(pretrain, images, template="plain", model_max_length=10, image_aspect_ratio="square")[0]
     assert "cuts through the image" in cut.skipped  # the model could not place a partial image
+
+
+GOLDEN = __import__("pathlib").Path(__file__).parent / "golden" / "dataset"
+
+
+def collapse_images(ids: torch.Tensor, labels: torch.Tensor, n: int) -> tuple[list[int], list[int]]:
+    """Expanded image positions -> one -200 sentinel each (the official dataset's form)."""
+    out_ids, out_labels, k = [], [], 0
+    while k < len(ids):
+        out_ids.append(int(ids[k]))
+        out_labels.append(int(labels[k]))
+        k += n if int(ids[k]) == IMAGE_TOKEN_INDEX else 1
+    return out_ids, out_labels
+
+
+@pytest.mark.parametrize("template,aspect", [("plain", "square"), ("vicuna_v1", "pad")])
+def test_samples_equal_the_official_lazy_supervised_dataset(template, aspect):
+    golden = json.loads((GOLDEN / "samples.json").read_text())
+    records = load_records(GOLDEN / "records.json")
+    ds = dataset(records, GOLDEN / "images", template=template, image_aspect_ratio=aspect,
+                 model_max_length=golden["max_length"])
+    cases = [c for c in golden["cases"] if c["template"] == template]
+    assert cases
+    for case in cases:
+        sample = ds[case["index"]]
+        ids, labels = collapse_images(sample.input_ids, sample.labels, 16)
+        assert ids == case["input_ids"][:len(ids)], case["index"]
+        assert labels == case["labels"][:len(ids)], case["index"]
+        if case["has_image"]:  # the official dataset leaves image samples to the model's post-splice cut
+            assert len(sample.input_ids) == min(len(case["input_ids"]) - 1 + 16, golden["max_length"])
+            pixels = sample.pixel_values.double()
+            assert float(pixels.sum()) == pytest.approx(case["pixel_sum"], abs=1e-3)
+            assert float(pixels.pow(2).sum()) == pytest.approx(case["pixel_sq"], abs=1e-3)
+            torch.testing.assert_close(pixels.flatten()[:16].float(), torch.tensor(case["pixel_first"]), atol=1e-5, rtol=0)
+        else:
+            assert len(ids) == len(case["input_ids"]) and sample.pixel_values is None
+        if all(x == IGNORE_INDEX for x in case["labels"]):
+            assert sample.num_targets == 0  # counted as fully masked by collate, never trained on
