@@ -37,10 +37,9 @@ def apply_stage(model: Llava, stage: StageConfig) -> None:
 
 
 def is_no_decay(name: str, module_of: dict[str, nn.Module]) -> bool:
-    """Biases and norm weights get no weight decay (LLaVATrainer.create_optimizer)."""
-    owner = module_of[name.rsplit(".", 1)[0]] if "." in name else None
-    norm_types = (nn.LayerNorm,)
-    return name.endswith("bias") or isinstance(owner, norm_types) or "norm" in type(owner).__name__.lower()
+    """Biases and norm weights (LayerNorm, RMSNorm) get no weight decay (LLaVATrainer.create_optimizer)."""
+    owner = module_of.get(name.rsplit(".", 1)[0]) if "." in name else None
+    return name.endswith("bias") or "norm" in type(owner).__name__.lower()
 
 
 def param_groups(model: Llava, stage: StageConfig) -> list[dict]:
