@@ -119,3 +119,18 @@ def test_unfreezing_the_vision_tower_gives_it_gradients():
     loss.backward()
     assert model.vision_tower.vision_model.embeddings.patch_embedding.weight.grad is not None
     assert all(p.grad is None for p in model.language_model.parameters())
+
+
+def test_optimizer_groups_follow_llava_trainer():
+    import dataclasses
+
+    from llava15.config import tiny
+    from llava15.model.llava import Llava
+    from llava15.train.stages import apply_stage, param_groups
+
+    model = Llava(tiny())
+    stage = dataclasses.replace(FINETUNE, projector_lr=1e-3, weight_decay=0.1)
+    apply_stage(model, stage)
+    groups = [(len(g["params"]), g["lr"], g["weight_decay"]) for g in param_groups(model, stage)]
+    # decay / no-decay (biases, RMSNorm weights) x LLM / projector at mm_projector_lr
+    assert groups == [(16, 2e-5, 0.1), (5, 2e-5, 0.0), (2, 1e-3, 0.1), (2, 1e-3, 0.0)]
