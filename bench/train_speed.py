@@ -103,7 +103,7 @@ def hf_step(hf, batch, optimizer) -> float:
     torch.nn.utils.clip_grad_norm_([p for p in hf.parameters() if p.requires_grad], 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(out.loss)
+    return float(out.loss.detach())
 
 
 def our_step(objective, batch, optimizer) -> float:
@@ -113,7 +113,7 @@ def our_step(objective, batch, optimizer) -> float:
     torch.nn.utils.clip_grad_norm_([p for p in objective.parameters() if p.requires_grad], 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(loss)
+    return float(loss.detach())
 
 
 def timed(step, model, batch, steps: int) -> tuple[float, float]:

@@ -19,7 +19,7 @@ RUNNER = ("import argparse, sys\nfrom llava15.cli import train as t\n"
           "p = argparse.ArgumentParser(); t.add_arguments(p)\nsys.exit(t.run(p.parse_args(sys.argv[1:])))\n")
 
 
-def launch(root: Path, out: Path, processes: int, stage: str, packing: bool) -> None:
+def launch(root: Path, out: Path, processes: int, stage: str, packing: bool, rule: str) -> None:
     runner = root / "runner.py"
     runner.write_text(RUNNER)
     args = [f"--stage={stage}", f"--llm={root / 'llm'}", f"--vision-tower={root / 'clip'}",
@@ -27,7 +27,7 @@ def launch(root: Path, out: Path, processes: int, stage: str, packing: bool) -> 
             f"--image-folder={root / 'images'}", "--data.num_workers=0", "--model-max-length=96",
             "--stage.global_batch_size=8", "--micro_batch_size=4", "--stage.lr=2e-3", "--stage.epochs=2",
             "--save_steps=1000", "--seed=5", "--threads=1", f"--packing={str(packing).lower()}",
-            "--loss_normalization=token_weighted", f"--out={out}"]
+            f"--loss_normalization={rule}", f"--out={out}"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
            str(runner), *args] if processes > 1 else [sys.executable, str(runner), *args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
@@ -40,12 +40,13 @@ def losses(run_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("stage,packing", [("finetune", False), ("pretrain", True)])
-def test_two_processes_match_one(tmp_path, stage, packing):
+@pytest.mark.parametrize("stage,packing,rule", [("finetune", False, "mean_per_microbatch"),
+                                                ("pretrain", True, "token_weighted")])
+def test_two_processes_match_one(tmp_path, stage, packing, rule):
     make_backbones(tmp_path)
     make_data(tmp_path, n_images=12, n_text=4)
-    launch(tmp_path, tmp_path / "one", 1, stage, packing)
-    launch(tmp_path, tmp_path / "two", 2, stage, packing)
+    launch(tmp_path, tmp_path / "one", 1, stage, packing, rule)
+    launch(tmp_path, tmp_path / "two", 2, stage, packing, rule)
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(one) == len(two) == 4  # 16 or 12 samples, 8 a step, 2 epochs
     assert max(abs(a - b) for a, b in zip(one, two)) < 1e-5, (one, two)
