@@ -21,6 +21,7 @@ from llava15.data.conversation import Template, get_template, render_prompt
 from llava15.data.image import ImageProcessorConfig, load_image, process_images
 from llava15.data.tokenizer import Tokenizer, expand_image_tokens, tokenizer_image_token
 from llava15.infer.generate import SamplingParams, generate_tokens, use_fast_weight_layout
+from llava15.infer.textstream import StopStrings, TextDeltas
 from llava15.model.anyres import anyres_token_count
 from llava15.model.llava import Llava
 
@@ -34,26 +35,6 @@ class Request:
     prompt: str
     images: list[ImageLike] = field(default_factory=list)
     params: SamplingParams = field(default_factory=SamplingParams)
-
-
-class StopStrings:
-    """Decides when a row's decoded text contains one of its stop strings, and trims it."""
-
-    def __init__(self, tokenizer: Tokenizer, stops: Sequence[Sequence[str]]) -> None:
-        self.tokenizer = tokenizer
-        self.stops = stops
-
-    def __call__(self, row: int, tokens: list[int]) -> bool:
-        if not self.stops[row]:
-            return False
-        # Only the tail can hold a new match: decode a window wide enough for any stop string.
-        window = self.tokenizer.decode(tokens[-(max(len(s) for s in self.stops[row]) + 8):])
-        return any(s in window for s in self.stops[row])
-
-    @staticmethod
-    def trim(text: str, stops: Sequence[str]) -> str:
-        cut = min((text.find(s) for s in stops if s in text), default=-1)
-        return text if cut < 0 else text[:cut]
 
 
 class Engine:
@@ -144,28 +125,14 @@ class Engine:
                 for t, r in zip(tokens, requests)]
 
     def stream(self, request: Request) -> Iterator[str]:
-        """Text deltas of one request as they are decoded (joined, they equal `generate`'s
-        answer before the final strip). A delta is held back while the text ends inside a
-        multi-byte character or may be the start of a stop string."""
-        tokens: list[int] = []
-        sent = ""
+        """Text deltas of one request as they are decoded; joined, they equal `generate`'s
+        answer (see `TextDeltas` for what is held back and why)."""
+        deltas = TextDeltas(self.tokenizer, request.params.stop)
         for _, token in self.stream_batch([request]):
-            tokens.append(token)
-            text = StopStrings.trim(self.tokenizer.decode(tokens), request.params.stop)
-            safe = len(text)
-            if text.endswith("\ufffd"):
-                safe = len(text.rstrip("\ufffd"))
-            for stop in request.params.stop:  # hold back a possible stop-string prefix
-                for k in range(min(len(stop) - 1, safe), 0, -1):
-                    if text[:safe].endswith(stop[:k]):
-                        safe -= k
-                        break
-            if safe > len(sent):
-                yield text[len(sent):safe]
-                sent = text[:safe]
-        final = StopStrings.trim(self.tokenizer.decode(tokens), request.params.stop)
-        if len(final) > len(sent):
-            yield final[len(sent):]
+            if delta := deltas.push(token):
+                yield delta
+        if rest := deltas.finish():
+            yield rest
 
     def chat(self, messages: Sequence[tuple[str, str | None]], images: Sequence[ImageLike] = (),
              **params) -> str:

@@ -21,14 +21,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
 from llava15.data.conversation import render_prompt
-from llava15.infer.engine import Engine, StopStrings
+from llava15.infer.engine import Engine
+from llava15.infer.textstream import StopStrings, TextDeltas
 from llava15.infer.generate import SamplingParams
 from llava15.serve.media import fetch_image
 from llava15.serve.pump import EventPump
 from llava15.serve.scheduler import Event, Job, QueueFull, Scheduler
 from llava15.serve.schemas import APIError, ChatCompletionRequest, ImagePart, Message
 from llava15.serve.settings import ServeSettings
-from llava15.serve.text import TextDeltas
 
 IMAGE_TOKEN = "<image>"
 POLL_S = 0.5  # how often a waiting handler checks that its client is still there

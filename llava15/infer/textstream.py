@@ -1,17 +1,37 @@
-"""Token ids -> text deltas for streaming, with the rules of `Engine.stream`.
+"""Token ids -> text: stop strings, and text deltas for streaming.
 
 The whole answer is re-decoded at every token (SentencePiece decoding depends on neighbours:
 a leading "▁" and byte-fallback pieces), stop strings are cut off, and a delta is held back
 while the text ends inside a multi-byte character or with what may be the start of a stop
 string. Leading whitespace is held back too, so joined deltas equal the non-streamed answer
-(`decode(tokens).strip()`) up to trailing whitespace.
+(`decode(tokens).strip()`) up to trailing whitespace. Used by the engine and the server.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from llava15.infer.engine import StopStrings
+from llava15.data.tokenizer import Tokenizer
+
+
+class StopStrings:
+    """Decides when a row's decoded text contains one of its stop strings, and trims it."""
+
+    def __init__(self, tokenizer: Tokenizer, stops: Sequence[Sequence[str]]) -> None:
+        self.tokenizer = tokenizer
+        self.stops = stops
+
+    def __call__(self, row: int, tokens: list[int]) -> bool:
+        if not self.stops[row]:
+            return False
+        # Only the tail can hold a new match: decode a window wide enough for any stop string.
+        window = self.tokenizer.decode(tokens[-(max(len(s) for s in self.stops[row]) + 8):])
+        return any(s in window for s in self.stops[row])
+
+    @staticmethod
+    def trim(text: str, stops: Sequence[str]) -> str:
+        cut = min((text.find(s) for s in stops if s in text), default=-1)
+        return text if cut < 0 else text[:cut]
 
 
 class TextDeltas:
