@@ -14,6 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo-out", help="output directory (resumable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true", help="a short run (about a minute) for CI")
+    p.add_argument("--ablate", action="store_true",
+                   help="also train the paper's variants (linear projector, no response-format "
+                        "prompts, 50%% of the stage-2 data) and print them side by side")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -40,11 +43,14 @@ def check_resources(out: str, need_disk_gb: float = 1.0, need_ram_gb: float = 2.
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from llava15.world.demo import DemoConfig, run_demo, smoke_config
+    from llava15.world.demo import DemoConfig, run_ablation, run_demo, smoke_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
     check_resources(args.out)
     config = smoke_config(args.out, args.seed) if args.smoke else DemoConfig(out=args.out, seed=args.seed)
-    run_demo(config)
+    if args.ablate:
+        run_ablation(config)
+    else:
+        run_demo(config)
     return 0

@@ -39,6 +39,19 @@ class DemoConfig:
     response_format: bool = True  # False: strip the response-format prompts (ablation)
     model_max_length: int = 320
     eval_batch: int = 64
+    # Ablation variants reuse the base run's world and backbones (and its stage-1 projector
+    # when the projector type is the same) instead of training them again.
+    shared_from: str = ""
+    reuse_pretrain: bool = False
+
+    def data_dir(self) -> Path:
+        return Path(self.shared_from or self.out) / "data"
+
+    def backbones_dir(self) -> Path:
+        return Path(self.shared_from or self.out) / "backbones"
+
+    def pretrain_dir(self) -> Path:
+        return Path(self.shared_from if self.reuse_pretrain else self.out) / "pretrain"
 
 
 def done_marker(out: Path, stage: str) -> Path:
@@ -66,8 +79,6 @@ def stage_synth(cfg: DemoConfig, out: Path) -> dict:
     from llava15.world.synth import synthesize
 
     manifest = synthesize(out / "data", seed=cfg.seed, scale=cfg.scale, overwrite=True)
-    if not cfg.response_format:
-        strip_response_format(out / "data" / "finetune.json")
     return {"finetune_samples": manifest["training"]["finetune"]["samples"]}
 
 
@@ -75,14 +86,21 @@ RESPONSE_FORMATS = ("\nAnswer the question using a single word or phrase.",
                     "\nAnswer with the option's letter from the given choices directly.")
 
 
-def strip_response_format(path: Path) -> None:
-    """The ablation without the paper's response-format prompts: the same data, suffixes removed."""
-    records = json.loads(path.read_text())
-    for record in records:
-        for turn in record["conversations"]:
-            for suffix in RESPONSE_FORMATS:
-                turn["value"] = turn["value"].replace(suffix, "")
-    path.write_text(json.dumps(records))
+def finetune_data(cfg: DemoConfig) -> Path:
+    """The stage-2 mixture; without response-format prompts (the ablation) the same records
+    with the suffixes removed, written once beside the original."""
+    path = cfg.data_dir() / "finetune.json"
+    if cfg.response_format:
+        return path
+    stripped = cfg.data_dir() / "finetune_no_response_format.json"
+    if not stripped.exists():
+        records = json.loads(path.read_text())
+        for record in records:
+            for turn in record["conversations"]:
+                for suffix in RESPONSE_FORMATS:
+                    turn["value"] = turn["value"].replace(suffix, "")
+        stripped.write_text(json.dumps(records))
+    return stripped
 
 
 def stage0(cfg: DemoConfig, out: Path, progress) -> dict:
@@ -111,7 +129,7 @@ def stage0(cfg: DemoConfig, out: Path, progress) -> dict:
 def train_config(cfg: DemoConfig, out: Path, stage: str):
     from llava15.train.config import FINETUNE, PRETRAIN, DataConfig, TrainConfig
 
-    data = out / "data"
+    data = cfg.data_dir()
     if stage == "pretrain":
         recipe = dataclasses.replace(PRETRAIN, lr=cfg.pretrain_lr, global_batch_size=cfg.pretrain_batch,
                                      per_device_batch_size=cfg.pretrain_batch, epochs=cfg.pretrain_epochs)
@@ -119,10 +137,10 @@ def train_config(cfg: DemoConfig, out: Path, stage: str):
     else:
         recipe = dataclasses.replace(FINETUNE, lr=cfg.finetune_lr, global_batch_size=cfg.finetune_batch,
                                      per_device_batch_size=cfg.finetune_batch, epochs=cfg.finetune_epochs)
-        path, adapter = data / "finetune.json", str(out / "pretrain" / "mm_projector.bin")
+        path, adapter = finetune_data(cfg), str(cfg.pretrain_dir() / "mm_projector.bin")
     return TrainConfig(
-        stage=recipe, out=str(out / stage), seed=cfg.seed, llm=str(out / "backbones" / "llm"),
-        vision_tower=str(out / "backbones" / "clip"), pretrain_mm_mlp_adapter=adapter,
+        stage=recipe, out=str(out / stage), seed=cfg.seed, llm=str(cfg.backbones_dir() / "llm"),
+        vision_tower=str(cfg.backbones_dir() / "clip"), pretrain_mm_mlp_adapter=adapter,
         mm_projector_type=cfg.projector_type, gradient_checkpointing=False, save_steps=10_000,
         data=DataConfig(path=str(path), image_folder=str(data / "images"), num_workers=0,
                         model_max_length=cfg.model_max_length,
@@ -151,7 +169,7 @@ def stage_evaluate(cfg: DemoConfig, out: Path) -> dict:
     engine = load_engine(out / "finetune", conv_mode="vicuna_v1")
     results = {}
     for name, blind in (("model", False), ("blind", True)):
-        records = answer_suite(engine, out / "data" / "eval", blind=blind, batch_size=cfg.eval_batch,
+        records = answer_suite(engine, cfg.data_dir() / "eval", blind=blind, batch_size=cfg.eval_batch,
                                progress=lambda total, n=name: tqdm(total=total, desc=f"suite ({n})",
                                                                    unit="q"))
         write_records(records, out / f"suite_{name}.jsonl")
@@ -189,9 +207,38 @@ def run_demo(cfg: DemoConfig, show_progress: bool = True) -> dict:
     (out / "demo_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     progress = lambda desc, total: step_progress(desc, total, show_progress)  # noqa: E731
     timings: dict[str, float] = {}
-    run_stage(out, "synth", lambda: stage_synth(cfg, out), timings)
-    run_stage(out, "stage0", lambda: stage0(cfg, out, progress), timings)
-    run_stage(out, "pretrain", lambda: stage_train(cfg, out, "pretrain"), timings)
+    if not cfg.shared_from:
+        run_stage(out, "synth", lambda: stage_synth(cfg, out), timings)
+        run_stage(out, "stage0", lambda: stage0(cfg, out, progress), timings)
+    if not cfg.reuse_pretrain:
+        run_stage(out, "pretrain", lambda: stage_train(cfg, out, "pretrain"), timings)
     run_stage(out, "finetune", lambda: stage_train(cfg, out, "finetune"), timings)
     suite = run_stage(out, "evaluate", lambda: stage_evaluate(cfg, out), timings)
-    return write_report(out, suite, timings)
+    return write_report(out, suite, timings, cfg.data_dir())
+
+
+ABLATIONS = {  # the paper's comparisons (its Table 4 rows), name -> changes to the base recipe
+    "linear projector": {"projector_type": "linear"},
+    "no response-format prompts": {"response_format": False, "reuse_pretrain": True},
+    "50% stage-2 data": {"finetune_fraction": 0.5, "reuse_pretrain": True},
+}
+
+
+def run_ablation(base: DemoConfig, show_progress: bool = True) -> dict:
+    """The base demo, then each variant on the same world and backbones, side by side."""
+    from llava15.world.report import ablation_table
+
+    results = {"base (MLP, response formats, 100%)": run_demo(base, show_progress)}
+    for name, changes in ABLATIONS.items():
+        slug = name.replace(" ", "_").replace("%", "pct")
+        variant = dataclasses.replace(base, out=str(Path(base.out) / "ablate" / slug),
+                                      shared_from=base.out, **changes)
+        results[name] = run_demo(variant, show_progress)
+    summary = {name: {"overall": r["accuracy"]["model"]["overall"],
+                      "per_type": r["accuracy"]["model"]["per_type"],
+                      "answer_words_mean": r["accuracy"]["model"]["answer_words_mean"],
+                      "single_word_share": r["accuracy"]["model"]["single_word_share"],
+                      "seconds": r["seconds_total"]} for name, r in results.items()}
+    (Path(base.out) / "ablation.json").write_text(json.dumps(summary, indent=2))
+    print(ablation_table(summary))
+    return summary

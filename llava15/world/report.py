@@ -18,7 +18,7 @@ def table(suite: dict) -> str:
     return "\n".join(rows)
 
 
-def examples(out: Path, n: int = 6) -> list[dict]:
+def examples(out: Path, data_dir: Path, n: int = 6) -> list[dict]:
     """A few answers of the model and of the blind baseline to the same questions."""
     path_model, path_blind = out / "suite_model.jsonl", out / "suite_blind.jsonl"
     if not path_model.exists():
@@ -26,7 +26,7 @@ def examples(out: Path, n: int = 6) -> list[dict]:
     model = [json.loads(x) for x in path_model.read_text().splitlines()]
     blind = {r["question_id"]: r for r in (json.loads(x) for x in path_blind.read_text().splitlines())}
     questions = {}
-    for line in (out / "data" / "eval" / "vqav2" / "llava_vqav2_mscoco_test-dev2015.jsonl").read_text().splitlines():
+    for line in (data_dir / "eval" / "vqav2" / "llava_vqav2_mscoco_test-dev2015.jsonl").read_text().splitlines():
         q = json.loads(line)
         questions[q["question_id"]] = q
     step = max(1, len(model) // n)
@@ -60,10 +60,10 @@ def accuracy_chart(suite: dict, path: Path) -> Path:
     return path
 
 
-def write_report(out: Path, suite: dict, timings: dict) -> dict:
+def write_report(out: Path, suite: dict, timings: dict, data_dir: Path) -> dict:
     results = {"accuracy": {"model": suite["model"], "blind": suite["blind"]},
                "seconds_per_stage": timings, "seconds_total": round(sum(timings.values()), 1),
-               "examples": examples(out)}
+               "examples": examples(out, data_dir)}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     accuracy_chart(suite, out / "accuracy.png")
     print(table(suite))
@@ -76,3 +76,15 @@ def write_report(out: Path, suite: dict, timings: dict) -> dict:
     print(f"results: {out / 'results.json'}; charts: {out / 'accuracy.png'}, "
           f"{out / 'pretrain'}/*.png, {out / 'finetune'}/*.png")
     return results
+
+
+def ablation_table(summary: dict) -> str:
+    """The variants side by side: accuracy overall and per type, and answer lengths."""
+    types = sorted({t for r in summary.values() for t in r["per_type"]})
+    rows = [f"{'variant':<38} {'overall':>7} " + " ".join(f"{t[:8]:>8}" for t in types)
+            + f" {'words':>6} {'1-word':>6}"]
+    for name, r in summary.items():
+        rows.append(f"{name:<38} {r['overall']:>7.3f} "
+                    + " ".join(f"{r['per_type'].get(t, 0):>8.3f}" for t in types)
+                    + f" {r['answer_words_mean']:>6.2f} {r['single_word_share']:>6.2f}")
+    return "\n".join(rows)

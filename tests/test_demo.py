@@ -1,0 +1,51 @@
+"""The offline demo's short version, as CI runs it: every stage completes, losses fall, the
+model beats the blind baseline, the report files exist, and a re-run resumes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llava15.world.demo import done_marker, run_demo, smoke_config
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    results = run_demo(smoke_config(str(out)), show_progress=False)
+    return out, results
+
+
+def losses(run_dir) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if "loss" in json.loads(line)]
+
+
+def test_every_stage_completes_and_losses_fall(demo):
+    out, _ = demo
+    for stage in ("synth", "stage0", "pretrain", "finetune", "evaluate"):
+        assert done_marker(out, stage).exists(), stage
+    for stage in ("pretrain", "finetune"):
+        curve = losses(out / stage)
+        k = max(1, len(curve) // 4)
+        assert sum(curve[-k:]) / k < sum(curve[:k]) / k, (stage, curve)
+
+
+def test_model_beats_the_blind_baseline(demo):
+    _, results = demo
+    model, blind = results["accuracy"]["model"], results["accuracy"]["blind"]
+    assert model["overall"] > blind["overall"], (model, blind)
+
+
+def test_report_files_and_resume(demo):
+    out, results = demo
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["accuracy"] == json.loads(json.dumps(results["accuracy"]))
+    assert (out / "accuracy.png").stat().st_size > 0
+    stages = ("synth", "stage0", "pretrain", "finetune", "evaluate")
+    assert set(saved["seconds_per_stage"]) == set(stages)
+    stamps = {s: done_marker(out, s).stat().st_mtime_ns for s in stages}
+    again = run_demo(smoke_config(str(out)), show_progress=False)  # every stage already done
+    assert again["accuracy"] == results["accuracy"]
+    assert stamps == {s: done_marker(out, s).stat().st_mtime_ns for s in stages}
