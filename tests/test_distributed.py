@@ -19,17 +19,36 @@ RUNNER = ("import argparse, sys\nfrom llava15.cli import train as t\n"
           "p = argparse.ArgumentParser(); t.add_arguments(p)\nsys.exit(t.run(p.parse_args(sys.argv[1:])))\n")
 
 
-def launch(root: Path, out: Path, processes: int, stage: str, packing: bool, rule: str) -> None:
-    runner = root / "runner.py"
-    runner.write_text(RUNNER)
-    args = [f"--stage={stage}", f"--llm={root / 'llm'}", f"--vision-tower={root / 'clip'}",
+def arguments(root: Path, out: Path, stage: str, packing: bool, rule: str) -> list[str]:
+    return [f"--stage={stage}", f"--llm={root / 'llm'}", f"--vision-tower={root / 'clip'}",
             f"--data.path={root / ('pretrain.json' if stage == 'pretrain' else 'finetune.json')}",
             f"--image-folder={root / 'images'}", "--data.num_workers=0", "--model-max-length=96",
             "--stage.global_batch_size=8", "--micro_batch_size=4", "--stage.lr=2e-3", "--stage.epochs=2",
-            "--save_steps=1000", "--seed=5", "--threads=1", f"--packing={str(packing).lower()}",
+            "--save_steps=1000", "--seed=5", f"--packing={str(packing).lower()}",
             f"--loss_normalization={rule}", f"--out={out}"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-           str(runner), *args] if processes > 1 else [sys.executable, str(runner), *args]
+
+
+def run_in_process(args: list[str]) -> None:
+    """The one-process reference, through the same CLI parsing (no process start-up to pay)."""
+    import argparse
+
+    from llava15.cli import train as train_cli
+    from llava15.train.config import TrainConfig
+    from llava15.train.distributed import Runtime
+    from llava15.train.loop import train
+    from llava15.train.overrides import apply_overrides
+
+    parser = argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    values = {k: v for k, v in vars(parser.parse_args(args)).items() if k not in ("config_file", "threads")}
+    train(apply_overrides(TrainConfig(), values), Runtime())
+
+
+def launch_two(root: Path, args: list[str]) -> None:
+    runner = root / "runner.py"
+    runner.write_text(RUNNER)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(runner),
+           *args, "--threads=1"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
@@ -45,8 +64,8 @@ def losses(run_dir: Path) -> list[float]:
 def test_two_processes_match_one(tmp_path, stage, packing, rule):
     make_backbones(tmp_path)
     make_data(tmp_path, n_images=12, n_text=4)
-    launch(tmp_path, tmp_path / "one", 1, stage, packing, rule)
-    launch(tmp_path, tmp_path / "two", 2, stage, packing, rule)
+    run_in_process(arguments(tmp_path, tmp_path / "one", stage, packing, rule))
+    launch_two(tmp_path, arguments(tmp_path, tmp_path / "two", stage, packing, rule))
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(one) == len(two) == 4  # 16 or 12 samples, 8 a step, 2 epochs
     assert max(abs(a - b) for a, b in zip(one, two)) < 1e-5, (one, two)
