@@ -193,9 +193,9 @@ def step_progress(desc: str, total: int, enabled: bool = True) -> Callable[[int,
 
 def smoke_config(out: str, seed: int = 0) -> DemoConfig:
     """About a minute on 2 cores: the small world, short stage 0, one epoch per stage."""
-    stage0 = Stage0Config(llm_steps=40, clip_steps=40, clip_batch_size=32)
+    stage0 = Stage0Config(llm_steps=60, clip_steps=60, clip_batch_size=32)
     return DemoConfig(out=out, seed=seed, scale="small", stage0=stage0, pretrain_batch=16,
-                      finetune_batch=16, finetune_epochs=2)
+                      pretrain_epochs=2, finetune_batch=8, finetune_epochs=6)
 
 
 def run_demo(cfg: DemoConfig, show_progress: bool = True) -> dict:

@@ -38,8 +38,9 @@ class Stage0Config:
     llm: TextConfig = TextConfig(vocab_size=1024, hidden_size=128, intermediate_size=384,
                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
                                  max_position_embeddings=512)
-    vision: VisionConfig = VisionConfig(hidden_size=128, intermediate_size=384, num_hidden_layers=2,
+    vision: VisionConfig = VisionConfig(hidden_size=128, intermediate_size=384, num_hidden_layers=3,
                                         num_attention_heads=4, image_size=64, patch_size=8)
+    select_layer: int = -2  # the layer LLaVA reads (mm_vision_select_layer)
     llm_steps: int = 300
     llm_batch_size: int = 16
     llm_seq_len: int = 128
@@ -186,8 +187,10 @@ def pretrain_clip(image_paths: Sequence[str | Path], captions: Sequence[str], to
     batch = min(cfg.clip_batch_size, len(captions))
     for step in range(cfg.clip_steps):
         index = torch.randperm(len(captions), generator=generator)[:batch]
-        # The features LLaVA reads: the last layer's patch tokens (CLS dropped), mean-pooled.
-        features = tower(pixels[index], select_layer=-1)[:, int(cfg.vision.use_cls_token):].mean(1)
+        # Train the features LLaVA will read: the patch tokens (CLS dropped) of the layer
+        # `mm_vision_select_layer` picks (-2, as in v1.5), mean-pooled. Layers above it are
+        # never run, in this loss as in LLaVA.
+        features = tower(pixels[index], select_layer=cfg.select_layer)[:, int(cfg.vision.use_cls_token):].mean(1)
         image_embeds = F.normalize(image_head(features), dim=-1)
         ids, mask = pad_captions([caption_ids[i] for i in index.tolist()], text.max_len)
         text_embeds = F.normalize(text_head(text(ids, mask)), dim=-1)

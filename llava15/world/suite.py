@@ -2,8 +2,9 @@
 baseline (the same model shown a gray image) beside it.
 
 The suite is the synthetic VQAv2-style benchmark (`eval/vqav2`, official file formats): the
-questions carry the paper's response-format prompt, answers are scored with the official
-VQA accuracy against ten human-style answers, and `types.json` gives each question's type.
+questions carry the paper's response-format prompt, answers go through the EvalAI answer
+processor (as the official VQAv2 submission does) and are scored with the official VQA accuracy
+against ten human-style answers, and `types.json` gives each question's type.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from PIL import Image
 from llava15.data.conversation import build_question_prompt
 from llava15.eval.benchmarks import vqav2
 from llava15.eval.question import read_json
-from llava15.eval.scoring import vqaeval_accuracy
+from llava15.eval.scoring import normalize_answer, vqaeval_accuracy
 from llava15.infer.engine import Engine, Request
 from llava15.infer.generate import SamplingParams
 
@@ -56,7 +57,10 @@ def answer_suite(engine: Engine, eval_dir: str | Path, blind: bool = False, batc
         for q, answer in zip(batch, engine.generate(requests)):
             records.append({"question_id": q.question_id, "type": types[str(q.question_id)],
                             "answer": answer,
-                            "accuracy": vqaeval_accuracy(answer, references[q.question_id])})
+                            # as the official VQAv2 pipeline: the EvalAI answer processor
+                            # (convert_vqav2_for_submission.py), then the VQA accuracy
+                            "accuracy": vqaeval_accuracy(normalize_answer(answer),
+                                                         references[q.question_id])})
         if bar is not None:
             bar.update(len(batch))
     if bar is not None:
