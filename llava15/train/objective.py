@@ -16,29 +16,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint
 from torch import nn
 
 from llava15.config import IGNORE_INDEX
-from llava15.model.llama import LanguageModel, rotary_cos_sin
 from llava15.model.llava import Llava
-
-
-def decoder_hidden_states(lm: LanguageModel, inputs_embeds: torch.Tensor, mask: torch.Tensor | None,
-                          position_ids: torch.Tensor) -> torch.Tensor:
-    """The decoder's final normed hidden states (B,T,D) (`LanguageModel._run` without lm_head).
-
-    `mask` None means plain causal attention: right-padded rows need nothing more, since a real
-    token never attends to the padding that follows it."""
-    cos, sin = rotary_cos_sin(position_ids, lm.config.head_dim, lm.config.rope_theta, inputs_embeds.dtype)
-    x = inputs_embeds
-    checkpointing = lm.gradient_checkpointing and lm.training and torch.is_grad_enabled()
-    for i, layer in enumerate(lm.model.layers):
-        if checkpointing:  # recompute activations in backward: memory for compute
-            x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask, None, i, use_reentrant=False)
-        else:
-            x = layer(x, cos, sin, mask, None, i)
-    return lm.model.norm(x)
 
 
 class Objective(nn.Module):
@@ -69,7 +50,8 @@ class Objective(nn.Module):
             mask = attention_mask
         else:
             mask, position_ids = None, torch.arange(t, device=input_ids.device).expand(b, t)
-        hidden = decoder_hidden_states(self.llava.language_model, inputs_embeds, mask, position_ids)
+        # right-padded rows need no mask: a real token never attends to padding after it
+        hidden = self.llava.language_model.hidden_states(inputs_embeds, mask, position_ids)
         targets = labels[:, 1:]
         keep = targets != IGNORE_INDEX
         logits = F.linear(hidden[:, :-1][keep], self.llava.language_model.output_weight())
