@@ -90,7 +90,11 @@ def load_projector_file(model: Llava, path: Path) -> None:
     weights = {}
     for key, value in raw.items():
         if "mm_projector." in key:
-            index, leaf = key.split("mm_projector.", 1)[1].split(".", 1)
+            rest = key.split("mm_projector.", 1)[1]
+            if "." not in rest:  # the `linear` type is a bare nn.Linear: mm_projector.weight
+                weights[f"linear_1.{rest}"] = value
+                continue
+            index, leaf = rest.split(".", 1)
             weights[f"linear_{int(index) // 2 + 1}.{leaf}"] = value
         elif key.startswith("multi_modal_projector."):
             weights[key.removeprefix("multi_modal_projector.")] = value
