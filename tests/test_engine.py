@@ -148,3 +148,13 @@ def test_anyres_engine_lays_out_tokens_by_image_size():
 def test_model_name_from_path():
     assert model_name_from_path("/ckpt/llava-v1.5-7b/") == "llava-v1.5-7b"
     assert model_name_from_path("runs/llava-lora/checkpoint-500") == "llava-lora_checkpoint-500"
+
+
+def test_image_cost_grows_with_the_anyres_grid(engine):
+    flat = engine.image_cost((64, 48))
+    assert flat["image_tokens"] == engine.config.num_image_tokens and flat["views"] == 1
+    anyres = tiny_engine(image_aspect_ratio="anyres", image_grid_pinpoints=((56, 28), (28, 56), (56, 56)),
+                         mm_patch_merge_type="spatial_unpad")
+    wide = anyres.image_cost((120, 50))
+    assert wide["views"] == 3 and wide["image_tokens"] > anyres.config.num_image_tokens
+    assert wide["encode_ms"] >= 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llava15.cli.predict import add_model_arguments, setup_torch
+from llava15.cli.predict import add_model_arguments, print_image_cost, setup_torch
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     engine = load_engine(args.model, model_base=args.model_base, vision_tower=args.vision_tower,
                          conv_mode=args.conv_mode or "llava_v1")
     images = [load_image(args.image)] if args.image else []
+    print_image_cost(engine)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                             top_p=args.top_p, seed=args.seed)
     roles = engine.template.roles

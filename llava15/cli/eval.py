@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from llava15.cli.predict import add_model_arguments, setup_torch
+from llava15.cli.predict import add_model_arguments, print_image_cost, setup_torch
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     engine = load_engine(args.model, model_base=args.model_base, vision_tower=args.vision_tower,
                          conv_mode=args.conv_mode or "vicuna_v1")
     out = Path(args.out)
+    print_image_cost(engine)
     judge = None
     if args.judge_base_url:
         judge = JudgeClient(args.judge_base_url, args.judge_model,

@@ -36,6 +36,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="count and report questions whose image is missing or corrupt instead of stopping")
 
 
+def print_image_cost(engine) -> None:
+    """Start-up line: image tokens and encode time per image (they grow with AnyRes grids)."""
+    import sys
+
+    cost = engine.image_cost()
+    print(f"{engine.model_id}: an image of {cost['image_size'][0]}x{cost['image_size'][1]} takes "
+          f"{cost['image_tokens']} tokens ({cost['views']} view(s)), encoded in {cost['encode_ms']} ms",
+          file=sys.stderr)
+
+
 def setup_torch(threads: int | None) -> None:
     import torch
 
@@ -60,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
                          conv_mode=args.conv_mode or "llava_v1")
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                             top_p=args.top_p or 1.0, top_k=args.top_k, seed=args.seed)
+    print_image_cost(engine)
     summary = predict(engine, questions, args.image_folder, args.answers_file, params,
                       batch_size=args.batch_size, skip_bad_images=args.skip_bad_images,
                       progress=lambda total: tqdm(total=total, desc="predict", unit="q"))

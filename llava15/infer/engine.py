@@ -89,6 +89,24 @@ class Engine:
                     .to(dtype) for image in images]
         return process_images(list(images), self.image_config, self.config.image_aspect_ratio).to(dtype)
 
+    def image_cost(self, size: tuple[int, int] = (640, 480)) -> dict:
+        """What one image of `size` (width, height) costs: prompt positions and encode time.
+        Constant for one-view models; grows with the grid for AnyRes / HD models."""
+        import time
+
+        image = Image.new("RGB", size, (128, 128, 128))
+        pixel_values = self.pixel_values([image])
+        with torch.inference_mode():
+            for _ in range(2):  # the second call is timed: the first pays one-off warm-up costs
+                started = time.perf_counter()
+                if isinstance(pixel_values, list):
+                    self.model.encode_anyres(pixel_values, [size])
+                else:
+                    self.model.encode_images(pixel_values)
+        return {"image_size": list(size), "image_tokens": self.image_token_counts([size])[0],
+                "views": 1 if not isinstance(pixel_values, list) else int(pixel_values[0].shape[0]),
+                "encode_ms": round(1000 * (time.perf_counter() - started), 1)}
+
     def build_prompt(self, messages: Sequence[tuple[str, str | None]]) -> str:
         """(role, text) turns -> the template's prompt ending with the generation prompt."""
         turns = list(messages)
