@@ -100,6 +100,33 @@ def sample_next(logits: torch.Tensor, params: Sequence[SamplingParams],
     return torch.stack(tokens)
 
 
+def prefill(model: Llava, prompts: Sequence[Sequence[int]], input_ids: torch.Tensor,
+            attention_mask: torch.Tensor, pixel_values, image_sizes, cache: KVCache) -> torch.Tensor:
+    """Fill `cache` with the prompts and return the last position's logits (B,1,V).
+
+    Equal-length prompts run as one batch. Left-padded ones run row by row on their real
+    tokens only, writing into their columns of the shared cache: no compute is spent on padding
+    and each row is computed exactly as it would be alone; the padding columns are zeroed so
+    masked attention never multiplies uninitialised memory.
+    """
+    sizes = list(image_sizes) if image_sizes else None
+    width = input_ids.shape[1]
+    if all(len(p) == width for p in prompts):
+        return model(input_ids, pixel_values, attention_mask, cache=cache, logits_to_keep=1,
+                     image_sizes=sizes).logits
+    inputs_embeds = model.embed_inputs(input_ids, pixel_values, sizes)  # images of all rows at once
+    logits = []
+    for row, prompt in enumerate(prompts):
+        start = width - len(prompt)
+        for buffer in (*cache.keys, *cache.values):
+            buffer[row, :, :start].zero_()
+        view = KVCache([k[row:row + 1, :, start:] for k in cache.keys],
+                       [v[row:row + 1, :, start:] for v in cache.values])
+        logits.append(model.language_model(inputs_embeds[row:row + 1, start:], cache=view,
+                                           logits_to_keep=1))
+    return torch.cat(logits)
+
+
 def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
                     pixel_values: torch.Tensor | None, params: SamplingParams | Sequence[SamplingParams],
                     eos_token_ids: Sequence[int], pad_token_id: int = 0,
@@ -138,8 +165,7 @@ def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
     cache = KVCache.allocate(model.config.text, len(prompts), width + max(budget), dtype, device)
     eos = torch.tensor(sorted(set(eos_token_ids)), device=device, dtype=torch.long)
     with torch.inference_mode():
-        logits = model(input_ids, pixel_values, attention_mask, cache=cache, logits_to_keep=1,
-                       image_sizes=list(image_sizes) if image_sizes else None).logits
+        logits = prefill(model, prompts, input_ids, attention_mask, pixel_values, image_sizes, cache)
         cache.length = width
         rows = list(range(len(prompts)))  # original row of each live batch row
         produced: list[list[int]] = [[] for _ in prompts]
