@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llava15.data.tokenizer_files import TokenizerSettings, clean_up_tokenization, read_settings
+from llava15.data.tokenizer_files import (SpecialTokenIds, TokenizerSettings, clean_up_tokenization,
+                                          read_settings)
 
 
 
-class HFTokenizer:
+class HFTokenizer(SpecialTokenIds):
     """A `tokenizer.json` directory (or file). `continuation` encoding is not supported."""
 
     supports_continuation = False
@@ -38,24 +39,6 @@ class HFTokenizer:
 
     def _id(self, token: str | None) -> int | None:
         return None if token is None else self._tk.token_to_id(token)
-
-    @property
-    def bos_token_id(self) -> int | None:
-        return self._id(self.settings.bos_token)
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return self._id(self.settings.eos_token)
-
-    @property
-    def unk_token_id(self) -> int | None:
-        return self._id(self.settings.unk_token)
-
-    @property
-    def pad_token_id(self) -> int | None:
-        """The configured pad token, else unk (the official v1 training sets pad = unk)."""
-        pad = self._id(self.settings.pad_token)
-        return self.unk_token_id if pad is None else pad
 
     def encode(self, text: str, add_bos: bool = True, continuation: bool = False) -> list[int]:
         """`tokenizer(text).input_ids`; `add_bos=False` means `add_special_tokens=False`."""

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llava15.data.tokenizer_files import (AddedToken, AddedTokenSplitter, TokenizerSettings, clean_up_tokenization,
-                                          read_settings)
+from llava15.data.tokenizer_files import (AddedToken, AddedTokenSplitter, SpecialTokenIds,
+                                          TokenizerSettings, clean_up_tokenization, read_settings)
 
 SPIECE_UNDERLINE = "\u2581"
 # A serialized `NormalizerSpec{add_dummy_prefix: false}` as ModelProto field 3. Protobuf merges a
@@ -28,7 +28,7 @@ SPIECE_UNDERLINE = "\u2581"
 _NO_DUMMY_PREFIX = b"\x1a\x02\x18\x00"
 
 
-class SentencePieceTokenizer:
+class SentencePieceTokenizer(SpecialTokenIds):
     """A LLaMA-style `tokenizer.model` directory, tokenized as the slow `LlamaTokenizer` does.
 
     `legacy` overrides `tokenizer_config.json`'s value (as `from_pretrained(legacy=...)` does).
@@ -82,24 +82,6 @@ class SentencePieceTokenizer:
     # -- ids of special tokens -------------------------------------------------------------
     def _id(self, token: str | None) -> int | None:
         return None if token is None else self.added_tokens.get(token)
-
-    @property
-    def bos_token_id(self) -> int | None:
-        return self._id(self.settings.bos_token)
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return self._id(self.settings.eos_token)
-
-    @property
-    def unk_token_id(self) -> int | None:
-        return self._id(self.settings.unk_token)
-
-    @property
-    def pad_token_id(self) -> int | None:
-        """The configured pad token, else unk (the official v1 training sets pad = unk)."""
-        pad = self._id(self.settings.pad_token)
-        return self.unk_token_id if pad is None else pad
 
     # -- encoding ----------------------------------------------------------------------------
     supports_continuation = True

@@ -127,6 +127,33 @@ def read_settings(directory: Path) -> TokenizerSettings:
     return TokenizerSettings(**kwargs, added=tuple(added[i] for i in sorted(added)), config=config)
 
 
+class SpecialTokenIds:
+    """The special-token ids both tokenizer classes expose, from `settings` and their `_id`."""
+
+    settings: TokenizerSettings
+
+    def _id(self, token: str | None) -> int | None:
+        raise NotImplementedError
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self._id(self.settings.bos_token)
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self._id(self.settings.eos_token)
+
+    @property
+    def unk_token_id(self) -> int | None:
+        return self._id(self.settings.unk_token)
+
+    @property
+    def pad_token_id(self) -> int | None:
+        """The configured pad token, else unk (the official v1 training sets pad = unk)."""
+        pad = self._id(self.settings.pad_token)
+        return self.unk_token_id if pad is None else pad
+
+
 class AddedTokenSplitter:
     """Cuts text into plain chunks and the added tokens it contains.
 
