@@ -94,3 +94,17 @@ def output_path(out_path: str | Path, suffix: str) -> Path:
         path = path.with_suffix(suffix)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def read_question_file(path: Path, max_new_tokens: int, category: str = "ignore") -> list[Question]:
+    """A `model_vqa_loader.py` question file (`question_id`, `image`, `text`[, `category`]).
+
+    `category`: "required" (a missing one is an error), "optional" (kept when present, else
+    None) or "ignore". A kept category goes into `Question.extra["category"]`."""
+    keys = ("question_id", "image", "text") + (("category",) if category == "required" else ())
+    questions = []
+    for n, q in enumerate(read_jsonl(path), start=1):
+        require_keys(q, keys, f"{path}: record {n}")
+        extra = {} if category == "ignore" else {"category": q.get("category")}
+        questions.append(Question(q["question_id"], q["image"], q["text"], max_new_tokens, extra))
+    return questions

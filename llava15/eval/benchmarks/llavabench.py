@@ -16,7 +16,7 @@ from llava15.eval.answers import Answers, load_answers
 from llava15.eval.judge import (JudgeClient, llavabench_content, llavabench_review,
                                 parse_review_score, summarize_reviews)
 from llava15.eval.question import (LONG_MAX_NEW_TOKENS, Question, locate, read_jsonl,
-                                   require_keys)
+                                   read_question_file)
 
 OFFICIAL_ROOT = "playground/data/eval/llava-bench-in-the-wild"
 FILES = {"questions": "questions.jsonl", "context": "context.jsonl",
@@ -29,12 +29,7 @@ def image_root(data_dir: str | Path) -> Path:
 
 def load(data_dir: str | Path) -> list[Question]:
     path = locate(data_dir, FILES["questions"], OFFICIAL_ROOT)
-    questions = []
-    for n, q in enumerate(read_jsonl(path), start=1):
-        require_keys(q, ("question_id", "image", "text", "category"), f"{path}: record {n}")
-        questions.append(Question(q["question_id"], q["image"], q["text"], LONG_MAX_NEW_TOKENS,
-                                  {"category": q["category"]}))
-    return questions
+    return read_question_file(path, LONG_MAX_NEW_TOKENS, "required")
 
 
 def review(client: JudgeClient, question_file: str | Path, context_file: str | Path,

@@ -15,8 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from llava15.eval.answers import Answers, load_answers
-from llava15.eval.question import (SHORT_ANSWER, SHORT_MAX_NEW_TOKENS, Question, locate,
-                                   read_jsonl, require_keys)
+from llava15.eval.question import (Question, SHORT_ANSWER, SHORT_MAX_NEW_TOKENS, locate,
+                                   read_question_file)
 from llava15.eval.scoring import mme_category_score
 
 OFFICIAL_ROOT = "playground/data/eval/MME"
@@ -34,12 +34,7 @@ def image_root(data_dir: str | Path) -> Path:
 
 def load(data_dir: str | Path) -> list[Question]:
     path = locate(data_dir, FILES["questions"], OFFICIAL_ROOT)
-    questions = []
-    for n, q in enumerate(read_jsonl(path), start=1):
-        require_keys(q, ("question_id", "image", "text", "category"), f"{path}: record {n}")
-        questions.append(Question(q["question_id"], q["image"], q["text"], SHORT_MAX_NEW_TOKENS,
-                                  {"category": q["category"]}))
-    return questions
+    return read_question_file(path, SHORT_MAX_NEW_TOKENS, "required")
 
 
 def read_ground_truth(release_dir: str | Path) -> dict[tuple[str, str, str], str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from llava15.eval.answers import Answers, load_answers
 from llava15.eval.judge import JudgeClient, mmvet_grade
 from llava15.eval.question import (LONG_MAX_NEW_TOKENS, Question, locate, output_path, read_json,
-                                   read_jsonl, require_keys)
+                                   read_question_file)
 
 OFFICIAL_ROOT = "playground/data/eval/mm-vet"
 FILES = {"questions": "llava-mm-vet.jsonl", "images": "images",
@@ -30,11 +30,7 @@ def image_root(data_dir: str | Path) -> Path:
 
 def load(data_dir: str | Path) -> list[Question]:
     path = locate(data_dir, FILES["questions"], OFFICIAL_ROOT)
-    questions = []
-    for n, q in enumerate(read_jsonl(path), start=1):
-        require_keys(q, ("question_id", "image", "text"), f"{path}: record {n}")
-        questions.append(Question(q["question_id"], q["image"], q["text"], LONG_MAX_NEW_TOKENS))
-    return questions
+    return read_question_file(path, LONG_MAX_NEW_TOKENS)
 
 
 def convert(answers: Answers) -> dict[str, str]:

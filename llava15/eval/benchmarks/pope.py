@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from llava15.eval.answers import Answers, check_answers, load_answers
-from llava15.eval.question import SHORT_MAX_NEW_TOKENS, Question, locate, read_jsonl, require_keys
+from llava15.eval.question import (Question, SHORT_MAX_NEW_TOKENS, locate, read_jsonl,
+                                   read_question_file)
 from llava15.eval.scoring import binary_metrics, pope_label
 
 OFFICIAL_ROOT = "playground/data/eval/pope"
@@ -25,12 +26,7 @@ def image_root(data_dir: str | Path) -> Path:
 
 def load(data_dir: str | Path) -> list[Question]:
     path = locate(data_dir, FILES["questions"], OFFICIAL_ROOT)
-    questions = []
-    for n, q in enumerate(read_jsonl(path), start=1):
-        require_keys(q, ("question_id", "image", "text", "category"), f"{path}: record {n}")
-        questions.append(Question(q["question_id"], q["image"], q["text"], SHORT_MAX_NEW_TOKENS,
-                                  {"category": q["category"]}))
-    return questions
+    return read_question_file(path, SHORT_MAX_NEW_TOKENS, "required")
 
 
 def annotation_files(annotation_dir: str | Path) -> dict[str, Path]:

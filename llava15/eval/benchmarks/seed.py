@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 from llava15.eval.answers import Answers, check_answers, index_answers, load_answers
-from llava15.eval.question import (SHORT_MAX_NEW_TOKENS, Question, locate, output_path, read_json,
-                                   read_jsonl, require_keys)
+from llava15.eval.question import (Question, SHORT_MAX_NEW_TOKENS, locate, output_path, read_json,
+                                   read_question_file)
 
 OFFICIAL_ROOT = "playground/data/eval/seed_bench"
 FILES = {"questions": "llava-seed-bench.jsonl", "annotations": "SEED-Bench.json"}
@@ -23,12 +23,7 @@ FILES = {"questions": "llava-seed-bench.jsonl", "annotations": "SEED-Bench.json"
 
 def load(data_dir: str | Path) -> list[Question]:
     path = locate(data_dir, FILES["questions"], OFFICIAL_ROOT)
-    questions = []
-    for n, q in enumerate(read_jsonl(path), start=1):
-        require_keys(q, ("question_id", "image", "text"), f"{path}: record {n}")
-        questions.append(Question(q["question_id"], q["image"], q["text"], SHORT_MAX_NEW_TOKENS,
-                                  {"category": q.get("category")}))
-    return questions
+    return read_question_file(path, SHORT_MAX_NEW_TOKENS, "optional")
 
 
 def _qid(raw: str | int) -> str | int:

@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 
 from llava15.eval.answers import Answers, load_answers
-from llava15.eval.question import (SHORT_MAX_NEW_TOKENS, Question, locate, read_json, read_jsonl,
-                                   require_keys)
+from llava15.eval.question import (Question, SHORT_MAX_NEW_TOKENS, locate, read_json,
+                                   read_question_file)
 from llava15.eval.scoring import textvqa_accuracy
 
 OFFICIAL_ROOT = "playground/data/eval/textvqa"
@@ -28,11 +28,7 @@ def image_root(data_dir: str | Path) -> Path:
 
 def load(data_dir: str | Path) -> list[Question]:
     path = locate(data_dir, FILES["questions"], OFFICIAL_ROOT)
-    questions = []
-    for n, q in enumerate(read_jsonl(path), start=1):
-        require_keys(q, ("question_id", "image", "text"), f"{path}: record {n}")
-        questions.append(Question(q["question_id"], q["image"], q["text"], SHORT_MAX_NEW_TOKENS))
-    return questions
+    return read_question_file(path, SHORT_MAX_NEW_TOKENS)
 
 
 def question_from_prompt(prompt: str) -> str:

@@ -14,8 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from llava15.eval.answers import Answers, check_answers, index_answers, load_answers
-from llava15.eval.question import (SHORT_MAX_NEW_TOKENS, Question, locate, output_path, read_json,
-                                   read_jsonl, require_keys)
+from llava15.eval.question import (Question, SHORT_MAX_NEW_TOKENS, locate, output_path, read_json,
+                                   read_jsonl, read_question_file)
 from llava15.eval.scoring import normalize_answer, vqaeval_accuracy
 
 OFFICIAL_ROOT = "playground/data/eval/vqav2"
@@ -32,11 +32,7 @@ def image_root(data_dir: str | Path) -> Path:
 
 def load(data_dir: str | Path, split: str = SPLIT) -> list[Question]:
     path = locate(data_dir, f"{split}.jsonl", OFFICIAL_ROOT)
-    questions = []
-    for n, q in enumerate(read_jsonl(path), start=1):
-        require_keys(q, ("question_id", "image", "text"), f"{path}: record {n}")
-        questions.append(Question(q["question_id"], q["image"], q["text"], SHORT_MAX_NEW_TOKENS))
-    return questions
+    return read_question_file(path, SHORT_MAX_NEW_TOKENS)
 
 
 def score_annotations(answers: Answers, annotation_file: str | Path) -> dict:
