@@ -45,10 +45,7 @@ HEADLINE: dict[str, Callable[[dict], float | None]] = {
 
 def headline(name: str, scores: dict) -> float | None:
     """The number the paper reports for a benchmark, or None when it needs a server/judge."""
-    value = HEADLINE[name](scores)
-    if value is not None and name == "gqa" and value <= 1:
-        value *= 100
-    return value
+    return HEADLINE[name](scores)
 
 
 def markdown_table(ours: dict[str, float | None], label: str = "llava15") -> str:
