@@ -95,6 +95,9 @@ class LlavaConfig:
     image_aspect_ratio: str = "pad"  # "pad" | "square" | "crop" (== square) | "anyres"
     image_grid_pinpoints: tuple[tuple[int, int], ...] = ()  # anyres grids as (width, height)
     mm_patch_merge_type: str = "flat"  # "flat" | "spatial" (1.5-HD) | "spatial_unpad" (AnyRes)
+    # None: `spatial_unpad` truncates as the official `unpad_image`; 7: transformers' LlavaNext
+    # `int(round(x, 7))` (llava-hf LLaVA-NeXT checkpoints; see checkpoint/llava_next.py)
+    unpad_round_digits: int | None = None
     image_token_index: int = IMAGE_TOKEN_INDEX
     image_mean: tuple[float, float, float] = CLIP_MEAN
     image_std: tuple[float, float, float] = CLIP_STD

@@ -107,7 +107,9 @@ def test_official_options_we_cannot_honour(tmp_path, change, message):
     ({"vision_feature_layer": [-2, -5]}, r"several layers"),
     ({"projector_hidden_act": "relu"}, r"projector_hidden_act 'relu'"),
     ({"text_config": {"model_type": "qwen2"}}, r"language model type 'qwen2'"),
-    ({"architectures": ["LlavaNextForConditionalGeneration"]}, r"LlavaForConditionalGeneration only"),
+    ({"architectures": ["LlavaNextForConditionalGeneration"]}, r"key 'image_grid_pinpoints' is missing"),
+    ({"architectures": ["Qwen2VLForConditionalGeneration"]},
+     r"key 'architectures' is \['Qwen2VLForConditionalGeneration'\]: not supported"),
 ])
 def test_llava_hf_options_we_cannot_honour(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):

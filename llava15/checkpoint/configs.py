@@ -1,5 +1,6 @@
 """`config.json` <-> `LlavaConfig` for official LLaVA (`LlavaLlamaForCausalLM`), llava-hf
-(`LlavaForConditionalGeneration`), plain `LlamaForCausalLM` and CLIP directories.
+(`LlavaForConditionalGeneration`, and `LlavaNextForConditionalGeneration` through `llava_next`),
+plain `LlamaForCausalLM` and CLIP directories.
 
 Missing keys take the defaults of the class that wrote the file (`LlamaConfig`, `CLIPVisionConfig`,
 transformers' `LlavaConfig`, the official `getattr` defaults), because Hugging Face configs store
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llava15.checkpoint.llava_next import LLAVA_NEXT, llava_next_fields
 from llava15.config import LlavaConfig, TextConfig, VisionConfig
 
 # transformers' LlamaConfig defaults (what a missing key means in a llama config.json)
@@ -29,17 +31,21 @@ HF_LLAVA_VISION = dict(model_type="clip_vision_model", hidden_size=1024, interme
                        num_hidden_layers=24, num_attention_heads=16, image_size=336, patch_size=14,
                        projection_dim=768)
 HF_SELECT = {"default": "patch", "full": "cls_patch"}  # vision_feature_select_strategy
+HF_LLAVA = "LlavaForConditionalGeneration"
+HF_ARCHITECTURES = {"llava": HF_LLAVA, "llava_next": LLAVA_NEXT}  # model_type -> class
 
 
 @dataclass(frozen=True)
 class ConfigInfo:
     """Where a config came from: `format` is "official" or "llava-hf"; `vision_tower_dir` is the
-    CLIP directory an official config points to; `notes` are things worth telling the user."""
+    CLIP directory an official config points to; `architecture` the transformers class a llava-hf
+    config names; `notes` are things worth telling the user."""
 
     format: str
     path: Path
     vision_tower_dir: Path | None = None
     notes: tuple[str, ...] = ()
+    architecture: str | None = None
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -56,7 +62,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def is_llava_hf(config: dict[str, Any]) -> bool:
     return "text_config" in config or "vision_config" in config or \
-        "LlavaForConditionalGeneration" in (config.get("architectures") or [])
+        bool(set(config.get("architectures") or []) & set(HF_ARCHITECTURES.values()))
 
 
 def text_config_from(d: dict[str, Any], source: str) -> TextConfig:
@@ -211,9 +217,10 @@ def _with_base_text_keys(d: dict[str, Any], path: Path, base_path: Path) -> dict
 
 
 def _read_hf(d: dict[str, Any], path: Path, directory: Path) -> tuple[LlavaConfig, ConfigInfo]:
-    arch = d.get("architectures") or ["LlavaForConditionalGeneration"]
-    if arch != ["LlavaForConditionalGeneration"]:
-        raise ValueError(f"{path}: architectures {arch} not supported (LlavaForConditionalGeneration only)")
+    arch = d.get("architectures") or [HF_ARCHITECTURES.get(d.get("model_type"), HF_LLAVA)]
+    if len(arch) != 1 or arch[0] not in HF_ARCHITECTURES.values():
+        raise ValueError(f"{path}: key 'architectures' is {arch}: not supported "
+                         f"({' or '.join(HF_ARCHITECTURES.values())} only)")
     if d.get("projector_hidden_act", "gelu") != "gelu":
         raise ValueError(f"{path}: projector_hidden_act {d['projector_hidden_act']!r} is not supported (gelu)")
     if not d.get("multimodal_projector_bias", True):
@@ -228,17 +235,21 @@ def _read_hf(d: dict[str, Any], path: Path, directory: Path) -> tuple[LlavaConfi
     text = text_config_from(d.get("text_config") or {}, f"{path} text_config")
     image_token = d.get("image_token_index", d.get("image_token_id", 32000))
     notes = []
-    if "image_aspect_ratio" not in d:
-        notes.append(f"{path}: no image_aspect_ratio: using 'pad' as LLaVA-1.5 was trained and evaluated "
-                     "(transformers' CLIPImageProcessor would center-crop instead)")
+    if arch[0] == LLAVA_NEXT:
+        images = llava_next_fields(d, str(path), vision.image_size)
+    else:  # our own anyres keys, as `llava_hf_config_dict` writes them
+        if "image_aspect_ratio" not in d:
+            notes.append(f"{path}: no image_aspect_ratio: using 'pad' as LLaVA-1.5 was trained and "
+                         "evaluated (transformers' CLIPImageProcessor would center-crop instead)")
+        images = dict(image_aspect_ratio=d.get("image_aspect_ratio", "pad"),
+                      image_grid_pinpoints=tuple(tuple(p) for p in d.get("image_grid_pinpoints") or ()),
+                      mm_patch_merge_type=d.get("mm_patch_merge_type", "flat"),
+                      unpad_round_digits=d.get("unpad_round_digits"))
     config = LlavaConfig(
         vision=vision, text=text, mm_projector_type=d.get("mm_projector_type", "mlp2x_gelu"),
         mm_vision_select_layer=layer, mm_vision_select_feature=HF_SELECT[strategy],
-        image_aspect_ratio=d.get("image_aspect_ratio", "pad"),
-        image_grid_pinpoints=tuple(tuple(p) for p in d.get("image_grid_pinpoints") or ()),
-        mm_patch_merge_type=d.get("mm_patch_merge_type", "flat"), image_token_index=image_token,
-        max_sequence_length=d.get("max_sequence_length", 2048))
-    return config, ConfigInfo("llava-hf", path, None, tuple(notes))
+        image_token_index=image_token, max_sequence_length=d.get("max_sequence_length", 2048), **images)
+    return config, ConfigInfo("llava-hf", path, None, tuple(notes), arch[0])
 
 
 def llava_hf_config_dict(config: LlavaConfig, vocab_size: int, image_token_index: int,
@@ -246,8 +257,8 @@ def llava_hf_config_dict(config: LlavaConfig, vocab_size: int, image_token_index
     """The llava-hf `config.json` for `config`, which transformers' `LlavaConfig` reads.
 
     Our extra keys (`image_aspect_ratio`, `mm_projector_type`, `mm_patch_merge_type`,
-    `image_grid_pinpoints`, `max_sequence_length`) are kept by transformers as plain attributes
-    and read back by `read_llava_config`.
+    `image_grid_pinpoints` as (width, height), `unpad_round_digits`, `max_sequence_length`) are
+    kept by transformers as plain attributes and read back by `read_llava_config`.
     """
     strategy = {v: k for k, v in HF_SELECT.items()}[config.mm_vision_select_feature]
     d: dict[str, Any] = {
@@ -264,4 +275,6 @@ def llava_hf_config_dict(config: LlavaConfig, vocab_size: int, image_token_index
     }
     if config.image_grid_pinpoints:
         d["image_grid_pinpoints"] = [list(p) for p in config.image_grid_pinpoints]
+    if config.unpad_round_digits is not None:
+        d["unpad_round_digits"] = config.unpad_round_digits
     return d

@@ -8,8 +8,11 @@ Layouts, detected from the files (spec §5.5, §6):
   `mm_projector.bin` loads this way too when a base is given, as officially);
 - `official-lora`: `adapter_config.json` + adapter weights + `non_lora_trainables.bin` over `model_base`,
   merged on load;
-- `llava-hf-old` / `llava-hf-new`: a `LlavaForConditionalGeneration` checkpoint with hub nesting
-  (`language_model.model.*`) or transformers >= 4.52 nesting (`model.language_model.*`).
+- `llava-hf-old` / `llava-hf-new`: a `LlavaForConditionalGeneration` or
+  `LlavaNextForConditionalGeneration` checkpoint with hub nesting (`language_model.model.*`,
+  which transformers 4.57's `save_pretrained` still writes) or transformers >= 4.52 in-memory
+  nesting (`model.language_model.*`). LLaVA-NeXT ones load as AnyRes models that follow
+  transformers (`llava_next`).
 
 Every source key is renamed through the tables in `layouts`; before any data is read, every expected
 key must be present, no unknown key may remain and every shape must match (errors list them with
@@ -29,6 +32,7 @@ from llava15.checkpoint.configs import ConfigInfo, read_llava_config
 from llava15.checkpoint.files import WeightFile, checkpoint_files, open_weight_file
 from llava15.checkpoint.layouts import (CLIP, OFFICIAL, OFFICIAL_FLAT, Rules, hf_layout_of,
                                         HF_NEW, rename)
+from llava15.checkpoint.llava_next import LLAVA_NEXT, llava_next_image_processor
 from llava15.checkpoint.lora import (is_lora_dir, lora_factors, merge_lora, non_lora_names, open_adapter,
                                      read_adapter_config)
 from llava15.config import LlavaConfig
@@ -88,8 +92,11 @@ def load_llava(directory: str | Path, *, vision_tower: str | Path | None = None,
             merge_lora(dict(model.named_parameters()), adapter, factors)
         adapter.close()
     tokenizer_dir = base if layout in ("official-projector", "official-lora") else directory
-    processor_dir = info.vision_tower_dir if info.format == "official" else directory
-    image_processor, notes = _image_processor(processor_dir, config)
+    if info.architecture == LLAVA_NEXT:
+        image_processor, notes = llava_next_image_processor(directory / "preprocessor_config.json", config)
+    else:
+        processor_dir = info.vision_tower_dir if info.format == "official" else directory
+        image_processor, notes = _image_processor(processor_dir, config)
     return LoadedCheckpoint(model.eval(), config, tokenizer_dir, image_processor, layout, info.notes + notes)
 
 

@@ -31,15 +31,16 @@ def parse_pinpoints(pinpoints: str | list) -> list[Size]:
     return sizes
 
 
-def resize_and_pad_image(image: Image.Image, target: Size) -> Image.Image:
-    """Fit inside `target` keeping the aspect ratio (ceil, capped), paste centred on black."""
+def resize_and_pad_image(image: Image.Image, target: Size, resample: int | None = None) -> Image.Image:
+    """Fit inside `target` keeping the aspect ratio (ceil, capped), paste centred on black.
+    `resample` None is PIL's default filter, as officially (bicubic for RGB)."""
     width, height = image.size
     target_w, target_h = target
     if target_w / width < target_h / height:
         new_w, new_h = target_w, min(math.ceil(height * target_w / width), target_h)
     else:
         new_h, new_w = target_h, min(math.ceil(width * target_h / height), target_w)
-    resized = image.resize((new_w, new_h))  # PIL's default filter, as officially
+    resized = image.resize((new_w, new_h), resample=resample)
     canvas = Image.new("RGB", (target_w, target_h), (0, 0, 0))
     canvas.paste(resized, ((target_w - new_w) // 2, (target_h - new_h) // 2))
     return canvas
@@ -54,9 +55,11 @@ def divide_to_patches(image: Image.Image, patch_size: int) -> list[Image.Image]:
 
 def process_anyres_image(image: Image.Image, config: ImageProcessorConfig,
                          pinpoints: list[Size]) -> torch.Tensor:
-    """One image -> (1 + tiles, 3, S, S): the global view first, then the tiles."""
+    """One image -> (1 + tiles, 3, S, S): the global view first, then the tiles
+    (`config.anyres_resample` picks the filter of the two resizes here; see ImageProcessorConfig)."""
     tile = config.crop_size[0]
-    padded = resize_and_pad_image(image, select_best_resolution(image.size, pinpoints))
-    views = [image.resize((config.shortest_edge, config.shortest_edge))]
+    resample = config.anyres_resample
+    padded = resize_and_pad_image(image, select_best_resolution(image.size, pinpoints), resample)
+    views = [image.resize((config.shortest_edge, config.shortest_edge), resample=resample)]
     views += divide_to_patches(padded, tile)
     return torch.stack([preprocess(view, config) for view in views])

@@ -46,7 +46,9 @@ class ImageProcessorConfig:
     """The `CLIPImageProcessor` settings that change pixels (defaults: `openai/clip-vit-large-patch14-336`).
 
     `crop_size` is (height, width), as transformers' `crop_size` dict; `resample` is a PIL filter id
-    (3 = bicubic).
+    (3 = bicubic). `anyres_resample` is the filter of AnyRes tiling's own resizes (the letterboxed
+    copy and the global view): None calls PIL's `resize` without one, as the official code does
+    (bicubic for RGB); transformers' `LlavaNextImageProcessor` passes its `resample` there.
     """
 
     shortest_edge: int = 336
@@ -60,6 +62,7 @@ class ImageProcessorConfig:
     image_mean: tuple[float, ...] = CLIP_MEAN
     image_std: tuple[float, ...] = CLIP_STD
     do_convert_rgb: bool = True
+    anyres_resample: int | None = None
 
     def __post_init__(self) -> None:
         if self.shortest_edge < 1 or min(self.crop_size) < 1 or len(self.crop_size) != 2:
@@ -68,8 +71,9 @@ class ImageProcessorConfig:
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or 0 in self.image_std:
             raise ValueError(f"image_mean and image_std need 3 values (std non-zero): "
                              f"{self.image_mean}, {self.image_std}")
-        if self.resample not in {int(r) for r in Image.Resampling}:
-            raise ValueError(f"resample={self.resample} is not a PIL resampling filter")
+        for key, value in (("resample", self.resample), ("anyres_resample", self.anyres_resample)):
+            if value is not None and value not in {int(r) for r in Image.Resampling}:
+                raise ValueError(f"{key}={value} is not a PIL resampling filter")
 
     @property
     def background_color(self) -> tuple[int, int, int]:
@@ -93,7 +97,7 @@ class ImageProcessorConfig:
                 if not isinstance(d[key], bool):
                     raise ValueError(f"{source}: key {key!r} must be true or false, got {d[key]!r}")
                 kw[key] = d[key]
-        for key, kind in (("resample", int), ("rescale_factor", float)):
+        for key, kind in (("resample", int), ("rescale_factor", float), ("anyres_resample", int)):
             if key in d:
                 if isinstance(d[key], bool) or not isinstance(d[key], (int, float)):
                     raise ValueError(f"{source}: key {key!r} must be a number, got {d[key]!r}")
@@ -124,6 +128,8 @@ class ImageProcessorConfig:
     def to_dict(self) -> dict[str, Any]:
         """A `preprocessor_config.json` dict that `transformers.CLIPImageProcessor` reads back as is."""
         d = asdict(self)
+        if d["anyres_resample"] is None:  # the official behaviour needs no key
+            del d["anyres_resample"]
         height, width = d.pop("crop_size")
         d["crop_size"] = {"height": height, "width": width}
         d["size"] = {"shortest_edge": d.pop("shortest_edge")}

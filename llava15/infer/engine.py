@@ -59,7 +59,8 @@ class Engine:
             return [config.num_image_tokens] * len(sizes)
         return [anyres_token_count(size, anyres_grid_shape(size, config.image_grid_pinpoints,
                                                            config.vision.image_size),
-                                   config.num_image_tokens, config.mm_patch_merge_type)
+                                   config.num_image_tokens, config.mm_patch_merge_type,
+                                   config.unpad_round_digits)
                 for size in sizes]
 
     def encode(self, prompt: str, image_sizes: Sequence[tuple[int, int]] = ()) -> list[int]:

@@ -17,22 +17,33 @@ import torch
 Size = tuple[int, int]  # (width, height)
 
 
-def unpadded_extent(original_size: Size, rows: int, cols: int) -> tuple[int, int, int, int]:
+def unpadded_extent(original_size: Size, rows: int, cols: int,
+                    round_digits: int | None = None) -> tuple[int, int, int, int]:
     """(row_start, row_end, col_start, col_end) of the real image inside a rows x cols map that
-    letterboxed it (official `unpad_image` arithmetic, with `int()` truncation)."""
+    letterboxed it (official `unpad_image` arithmetic, with `int()` truncation).
+
+    `round_digits=7` is transformers' LlavaNext variant, `int(round(x, 7))`: a scaled side such
+    as 2.9999999999999996 then counts as 3, which can keep one more row or column per side.
+    """
     width, height = original_size
+
+    def truncate(x: float) -> int:
+        return int(x if round_digits is None else round(x, round_digits))
+
     if width / height > cols / rows:
-        new_h = int(height * (cols / width))
+        new_h = truncate(height * (cols / width))
         pad = (rows - new_h) // 2
         return pad, rows - pad, 0, cols
-    new_w = int(width * (rows / height))
+    new_w = truncate(width * (rows / height))
     pad = (cols - new_w) // 2
     return 0, rows, pad, cols - pad
 
 
 def merge_anyres_features(features: torch.Tensor, image_size: Size, grid: tuple[int, int],
-                          merge_type: str, image_newline: torch.Tensor | None) -> torch.Tensor:
-    """features (1+N, T, D) of one image (global view first) -> (T', D)."""
+                          merge_type: str, image_newline: torch.Tensor | None,
+                          round_digits: int | None = None) -> torch.Tensor:
+    """features (1+N, T, D) of one image (global view first) -> (T', D); `round_digits` as in
+    `unpadded_extent`."""
     if merge_type == "flat":
         return features.flatten(0, 1)
     if not merge_type.startswith("spatial"):
@@ -53,7 +64,7 @@ def merge_anyres_features(features: torch.Tensor, image_size: Size, grid: tuple[
         grid_map = tiles.permute(0, 2, 1, 3, 4).reshape(-1, dim)  # raster order over the big map
         return torch.cat([base, grid_map], dim=0)
     big = tiles.permute(4, 0, 2, 1, 3).reshape(dim, down * side, across * side)  # (D, rows, cols)
-    r0, r1, c0, c1 = unpadded_extent(image_size, big.shape[1], big.shape[2])
+    r0, r1, c0, c1 = unpadded_extent(image_size, big.shape[1], big.shape[2], round_digits)
     big = big[:, r0:r1, c0:c1]
     newline = image_newline.to(big.dtype)[:, None, None].expand(dim, big.shape[1], 1)
     big = torch.cat([big, newline], dim=2)  # one newline column at the end of every row
@@ -61,7 +72,7 @@ def merge_anyres_features(features: torch.Tensor, image_size: Size, grid: tuple[
 
 
 def anyres_token_count(image_size: Size, grid: tuple[int, int], tokens_per_view: int,
-                       merge_type: str) -> int:
+                       merge_type: str, round_digits: int | None = None) -> int:
     """The number of tokens `merge_anyres_features` returns, without computing features."""
     across, down = grid
     if merge_type == "flat":
@@ -69,5 +80,5 @@ def anyres_token_count(image_size: Size, grid: tuple[int, int], tokens_per_view:
     side = math.isqrt(tokens_per_view)
     if "unpad" not in merge_type:
         return tokens_per_view * (1 + across * down)
-    r0, r1, c0, c1 = unpadded_extent(image_size, down * side, across * side)
+    r0, r1, c0, c1 = unpadded_extent(image_size, down * side, across * side, round_digits)
     return tokens_per_view + (r1 - r0) * (c1 - c0 + 1)

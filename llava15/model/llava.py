@@ -66,8 +66,8 @@ class Llava(nn.Module):
         for features, size in zip(encoded, image_sizes):
             grid = anyres_grid_shape(size, self.config.image_grid_pinpoints,
                                      self.config.vision.image_size)
-            merged.append(merge_anyres_features(features, size, grid,
-                                                self.config.mm_patch_merge_type, newline))
+            merged.append(merge_anyres_features(features, size, grid, self.config.mm_patch_merge_type,
+                                                newline, self.config.unpad_round_digits))
         return torch.cat(merged)
 
     def embed_inputs(self, input_ids: torch.Tensor,
