@@ -217,8 +217,8 @@ def test_stop_cancels_waiting_and_running_jobs(model):
 def test_keep_rows_cuts_padding_no_kept_row_needs(model):
     from llava15.serve.batch import keep_rows, merge, prefill
 
-    short = prefill(model, [text_prompt(80, 3)], None, [4], 0)
-    long = prefill(model, [text_prompt(81, 20)], None, [4], 0)
+    short, _ = prefill(model, [text_prompt(80, 3)], None, [4], 0)
+    long, _ = prefill(model, [text_prompt(81, 20)], None, [4], 0)
     both = merge(short, long)
     assert both.cache.length == 20 and both.attention_mask.sum(1).tolist() == [3, 20]
     only_short = keep_rows(both, [0])
@@ -239,3 +239,45 @@ def test_a_failing_step_fails_its_batch_and_the_scheduler_serves_on(model, sched
     assert first.finish in ("error", "length")  # failed with the step, unless it ran alone before
     scheduler.submit(make_job(text_prompt(92, 5), 4, after))
     assert after.finish == "length" and len(after.tokens) == 4
+
+
+def test_anyres_jobs_prefilled_together_decode_as_alone_and_share_the_encode_time():
+    """Two AnyRes requests join a running batch in the same step (per-image views and sizes
+    kept apart); each decodes as alone, and the encode time is split by their views."""
+    from PIL import Image
+    from test_serve_support import tiny_engine
+
+    from llava15.infer.generate import generate_tokens
+
+    engine = tiny_engine(image_aspect_ratio="anyres", mm_patch_merge_type="spatial_unpad",
+                         image_grid_pinpoints=((56, 28), (28, 56), (56, 56)))
+    model = engine.model
+    prompt = engine.build_prompt([("user", "<image>\nWhat is it?")])
+    specs = {}  # name -> (ids, views, size)
+    for name, size, colour in (("wide", (60, 25), (200, 30, 30)), ("square", (50, 50), (30, 30, 200))):
+        image = Image.new("RGB", size, colour)
+        specs[name] = (engine.encode(prompt, [size]), engine.pixel_values([image]), size)
+    assert [specs[n][1][0].shape[0] for n in specs] == [3, 5]  # global view + 2 or 4 tiles
+    s = Scheduler(model, eos_token_ids=[], max_batch_size=8, max_queue=8)
+    s.start()
+    try:
+        sinks = {name: Collector() for name in specs}
+        jobs = {name: Job(ids, views, SamplingParams(max_new_tokens=8), 8, sinks[name],
+                          image_sizes=[size]) for name, (ids, views, size) in specs.items()}
+
+        def join() -> None:  # on the scheduler thread: both are waiting at the next step
+            for job in jobs.values():
+                s.submit(job)
+
+        running = Collector({2: join})
+        s.submit(make_job(text_prompt(95, 4), 12, running))
+        assert running.finish == "length"
+        for name, (ids, views, size) in specs.items():
+            assert sinks[name].finish == "length", name
+            alone = generate_tokens(model, [ids], views, SamplingParams(max_new_tokens=8), [],
+                                    image_sizes=[size])
+            assert sinks[name].tokens == [token for _, token in alone], name
+        assert jobs["wide"].image_encode_s > 0
+        assert jobs["wide"].image_encode_s * 5 == pytest.approx(jobs["square"].image_encode_s * 3)
+    finally:
+        s.stop()

@@ -21,15 +21,16 @@ from llava15.model.llava import Llava
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
-def tiny_engine(model_id: str = "tiny-llava"):
-    """An Engine around a random tiny Llava (vocab 512, context 2048) and the tiny tokenizer."""
+def tiny_engine(model_id: str = "tiny-llava", **config_changes):
+    """An Engine around a random tiny Llava (vocab 512, context 2048, 28-px images of 16 tokens)
+    and the tiny tokenizer; `config_changes` replace LlavaConfig fields (e.g. AnyRes ones)."""
     from llava15.data.image import ImageProcessorConfig
     from llava15.data.tokenizer import load_tokenizer
     from llava15.infer.engine import Engine
 
     config = tiny()
     config = config.replace(text=dataclasses.replace(config.text, vocab_size=512,
-                                                     max_position_embeddings=2048))
+                                                     max_position_embeddings=2048), **config_changes)
     torch.manual_seed(0)
     model = Llava(config).eval()
     with torch.no_grad():

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from llava15.cli.predict import add_model_arguments, setup_torch
+from llava15.cli.predict import add_model_arguments, print_image_cost, setup_torch
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     # As predict and chat: the official CLI and web demo pick llava_v1 for v1.5 models.
     engine = load_engine(args.model, model_base=args.model_base, vision_tower=args.vision_tower,
                          conv_mode=args.conv_mode or "llava_v1")
+    print_image_cost(engine)  # each answer's usage also reports its images' tokens and encode time
     settings = ServeSettings(
         api_key=args.api_key or None, media_dir=args.media_dir,
         allow_remote_images=args.allow_remote_images, max_body_bytes=int(args.max_body_mb * MiB),

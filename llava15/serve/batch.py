@@ -10,6 +10,7 @@ axis. A row therefore decodes the same tokens as it would alone (up to float sum
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,21 +36,36 @@ class Batch:
         return self.logits.shape[0]
 
 
-def prefill(model: Llava, prompts: Sequence[Sequence[int]], pixel_values: torch.Tensor | None,
-            budgets: Sequence[int], pad_token_id: int) -> Batch:
-    """Run the prompts (expanded ids, left-padded together) through the model into a new cache."""
+def prefill(model: Llava, prompts: Sequence[Sequence[int]],
+            pixel_values: torch.Tensor | list[torch.Tensor] | None, budgets: Sequence[int],
+            pad_token_id: int, image_sizes: Sequence[tuple[int, int]] | None = None,
+            ) -> tuple[Batch, float]:
+    """Run the prompts (expanded ids, left-padded together) through the model into a new cache.
+
+    `pixel_values` hold every prompt's images in order: (N,3,H,W), or for AnyRes a list of
+    per-image views with `image_sizes` (width, height). Returns the batch and the seconds spent
+    encoding the images (vision tower, projector and merge, measured apart from the language
+    model; 0.0 without images).
+    """
     device = next(model.parameters()).device
     input_ids, attention_mask = left_pad(prompts, pad_token_id)
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     width = input_ids.shape[1]
     dtype = model.language_model.model.embed_tokens.weight.dtype
     cache = KVCache.allocate(model.config.text, len(prompts), width + max(budgets), dtype, device)
-    if pixel_values is not None:
+    if isinstance(pixel_values, list):
+        pixel_values = [views.to(device) for views in pixel_values]
+    elif pixel_values is not None:
         pixel_values = pixel_values.to(device)
     with torch.inference_mode():
-        logits = model(input_ids, pixel_values, attention_mask, cache=cache, logits_to_keep=1).logits
+        started = time.perf_counter()
+        inputs_embeds = model.embed_inputs(input_ids, pixel_values, list(image_sizes or []))
+        if device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
+            torch.cuda.synchronize(device)
+        encode_s = time.perf_counter() - started if pixel_values is not None else 0.0
+        logits = model.language_model(inputs_embeds, attention_mask, cache=cache, logits_to_keep=1)
     cache.length = width
-    return Batch(cache, attention_mask, logits[:, -1], list(budgets))
+    return Batch(cache, attention_mask, logits[:, -1], list(budgets)), encode_s
 
 
 def merge(a: Batch, b: Batch) -> Batch:

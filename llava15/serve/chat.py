@@ -4,6 +4,11 @@ Messages are rendered with the engine's conversation template as `predict` and t
 CLI render them: the images of a user turn go first, as `<image>\\n` each, then its text parts
 joined by newlines. Images and prompt ids are prepared off the event loop; decoding happens on
 the scheduler thread, whose events come back through an `asyncio.Queue`.
+
+`usage` follows OpenAI's shape: `prompt_tokens` counts every prompt position, each image's
+included (576 for LLaVA-1.5, more for AnyRes as the grid grows), split in OpenAI's
+`prompt_tokens_details` into `image_tokens` and `text_tokens`; `image_encode_ms`, our extension,
+is the request's share of the time its prefill spent in the vision tower, projector and merge.
 """
 
 from __future__ import annotations
@@ -35,10 +40,22 @@ POLL_S = 0.5  # how often a waiting handler checks that its client is still ther
 
 
 @dataclass
+class PromptInputs:
+    """A request's model inputs: expanded prompt ids, its images' pixel values and (width,
+    height) sizes, and the prompt positions the images take."""
+
+    ids: list[int]
+    pixel_values: object
+    image_sizes: list[tuple[int, int]]
+    image_tokens: int
+
+
+@dataclass
 class Prepared:
     prompt_ids: list[int]
     job: Job
     events: asyncio.Queue
+    image_tokens: int = 0
 
 
 def render_messages(engine: Engine, messages: list[Message]) -> tuple[str, list[str]]:
@@ -92,18 +109,24 @@ def sampling_params(body: ChatCompletionRequest, settings: ServeSettings) -> Sam
                           stop=body.stop_strings(), seed=body.seed)
 
 
-def prepare_inputs(engine: Engine, settings: ServeSettings, prompt: str,
-                   urls: list[str]) -> tuple[list[int], object]:
-    """Blocking: prompt ids and pixel values, with the limits checked before the images load."""
+def prepare_inputs(engine: Engine, settings: ServeSettings, prompt: str, urls: list[str]) -> PromptInputs:
+    """Blocking: prompt ids and pixel values. The prompt length is checked before the images
+    load where it does not depend on them; an AnyRes image's positions depend on its size, so
+    there the images load first."""
     limit = engine.config.text.max_position_embeddings
     max_prompt = min(settings.max_prompt_tokens or limit - 1, limit - 1)
-    ids = engine.encode(prompt)
+    anyres = engine.config.image_aspect_ratio == "anyres"
+    images = [fetch_image(url, settings) for url in urls] if anyres else []
+    ids = engine.encode(prompt, [image.size for image in images])
     if len(ids) > max_prompt:
         raise APIError(400, f"the prompt has {len(ids)} tokens (images included), this server "
                             f"allows at most {max_prompt}", param="messages",
                        code="context_length_exceeded")
-    images = [fetch_image(url, settings) for url in urls]
-    return ids, engine.pixel_values(images) if images else None
+    if not anyres:
+        images = [fetch_image(url, settings) for url in urls]
+    sizes = [image.size for image in images]
+    return PromptInputs(ids, engine.pixel_values(images) if images else None, sizes,
+                        sum(engine.image_token_counts(sizes)))
 
 
 async def prepare(engine: Engine, scheduler: Scheduler, pump: EventPump, settings: ServeSettings,
@@ -114,20 +137,22 @@ async def prepare(engine: Engine, scheduler: Scheduler, pump: EventPump, setting
     if len(urls) > settings.max_images:
         raise APIError(400, f"{len(urls)} images in one request, this server allows at most "
                             f"{settings.max_images}", param="messages")
-    ids, pixel_values = await run_in_threadpool(prepare_inputs, engine, settings, prompt, urls)
+    inputs = await run_in_threadpool(prepare_inputs, engine, settings, prompt, urls)
+    ids = inputs.ids
     events: asyncio.Queue[Event] = asyncio.Queue()
     stop_check = None
     if params.stop:
         checker = StopStrings(engine.tokenizer, [params.stop])
         stop_check = lambda tokens: checker(0, tokens)  # noqa: E731
     budget = min(params.max_new_tokens, engine.config.text.max_position_embeddings - len(ids))
-    job = Job(ids, pixel_values, params, budget, sink=pump.sink(events), stop_check=stop_check)
+    job = Job(ids, inputs.pixel_values, params, budget, sink=pump.sink(events), stop_check=stop_check,
+              image_sizes=inputs.image_sizes)
     try:
         scheduler.submit(job)
     except QueueFull as e:
         raise APIError(503, f"the server is busy ({e}); retry in {settings.retry_after_s} s",
                        headers={"Retry-After": str(settings.retry_after_s)}) from e
-    return Prepared(ids, job, events)
+    return Prepared(ids, job, events, inputs.image_tokens)
 
 
 def failure(event: Event) -> APIError:
@@ -137,9 +162,13 @@ def failure(event: Event) -> APIError:
 
 
 def usage(prepared: Prepared) -> dict:
+    """OpenAI's usage numbers with the image cost (module docstring)."""
     prompt, completion = len(prepared.prompt_ids), len(prepared.job.tokens)
     return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"image_tokens": prepared.image_tokens,
+                                      "text_tokens": prompt - prepared.image_tokens},
+            "image_encode_ms": round(1000 * prepared.job.image_encode_s, 3)}
 
 
 async def complete(engine: Engine, scheduler: Scheduler, prepared: Prepared, request: Request,

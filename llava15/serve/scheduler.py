@@ -45,16 +45,22 @@ class Event:
 class Job:
     """One request: expanded prompt ids, its images' pixel values, sampling parameters.
 
-    `budget` is the most new tokens it may produce (already capped by the context length);
-    `stop_check(tokens)` may end it early (stop strings). `tokens` grows as it decodes.
+    `pixel_values` is (N,3,H,W), or for AnyRes a list of per-image views with `image_sizes`
+    (width, height). `budget` is the most new tokens it may produce (already capped by the
+    context length); `stop_check(tokens)` may end it early (stop strings). `tokens` grows as it
+    decodes; `image_encode_s` is set by the prefill, before the first event: this job's share of
+    the time its prefill spent encoding images, split among the jobs prefilled together by their
+    number of views (the vision tower's cost grows with it).
     """
 
     prompt: list[int]
-    pixel_values: torch.Tensor | None
+    pixel_values: torch.Tensor | list[torch.Tensor] | None
     params: SamplingParams
     budget: int
     sink: Callable[[Event], None]
     stop_check: Callable[[list[int]], bool] | None = None
+    image_sizes: list[tuple[int, int]] = field(default_factory=list)
+    image_encode_s: float = 0.0
     tokens: list[int] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
     generator: torch.Generator | None = None
@@ -62,6 +68,13 @@ class Job:
     def __post_init__(self) -> None:
         if self.params.seed is not None:
             self.generator = torch.Generator().manual_seed(self.params.seed)
+
+    @property
+    def views(self) -> int:
+        """Images, or AnyRes views, that the vision tower encodes for this job."""
+        if isinstance(self.pixel_values, list):
+            return sum(v.shape[0] for v in self.pixel_values)
+        return 0 if self.pixel_values is None else self.pixel_values.shape[0]
 
 
 @dataclass(frozen=True)
@@ -211,15 +224,23 @@ class Scheduler:
     def _prefill(self, jobs: list[Job]) -> Batch | None:
         """Prefill the newcomers together; if that fails, only they fail."""
         images = [j.pixel_values for j in jobs if j.pixel_values is not None]
-        pixel_values = torch.cat(images) if images else None
+        if images and isinstance(images[0], list):  # AnyRes: per-image views, kept apart
+            pixel_values = [views for per_job in images for views in per_job]
+        else:
+            pixel_values = torch.cat(images) if images else None
+        sizes = [size for j in jobs for size in j.image_sizes]
         try:
-            return prefill(self.model, [j.prompt for j in jobs], pixel_values,
-                           [j.budget for j in jobs], self.pad_token_id)
+            batch, encode_s = prefill(self.model, [j.prompt for j in jobs], pixel_values,
+                                      [j.budget for j in jobs], self.pad_token_id, sizes)
         except Exception as e:  # e.g. an image-token count mismatch: the running batch goes on
             log.exception("prefill failed")
             for job in jobs:
                 self._emit(job, Event(finish="error", error=f"{type(e).__name__}: {e}"))
             return None
+        views = sum(j.views for j in jobs)
+        for job in jobs:
+            job.image_encode_s = encode_s * job.views / views if views else 0.0
+        return batch
 
     def _set_running(self, jobs: list[Job]) -> None:
         with self._cond:
