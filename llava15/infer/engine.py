@@ -15,14 +15,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from llava15.config import anyres_grid_shape
 from llava15.data.anyres import process_anyres_image
 from llava15.data.conversation import Template, get_template, render_prompt
 from llava15.data.image import ImageProcessorConfig, load_image, process_images
 from llava15.data.tokenizer import Tokenizer, expand_image_tokens, tokenizer_image_token
 from llava15.infer.generate import SamplingParams, generate_tokens, use_fast_weight_layout
 from llava15.infer.textstream import StopStrings, TextDeltas
-from llava15.model.anyres import anyres_token_count
+from llava15.model.anyres import image_token_count
 from llava15.model.llava import Llava
 
 ImageLike = str | Path | bytes | Image.Image
@@ -54,14 +53,7 @@ class Engine:
     def image_token_counts(self, sizes: Sequence[tuple[int, int]]) -> list[int]:
         """Positions each image takes in the prompt: fixed for one-view models, a function of
         the image size for AnyRes / HD models."""
-        config = self.config
-        if config.image_aspect_ratio != "anyres":
-            return [config.num_image_tokens] * len(sizes)
-        return [anyres_token_count(size, anyres_grid_shape(size, config.image_grid_pinpoints,
-                                                           config.vision.image_size),
-                                   config.num_image_tokens, config.mm_patch_merge_type,
-                                   config.unpad_round_digits)
-                for size in sizes]
+        return [image_token_count(self.config, size) for size in sizes]  # as training expands them
 
     def encode(self, prompt: str, image_sizes: Sequence[tuple[int, int]] = ()) -> list[int]:
         """Official-form prompt -> input ids with every image expanded to its token positions

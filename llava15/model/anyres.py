@@ -5,7 +5,8 @@
 tiles' feature maps joined into one large map read in raster order. `spatial_unpad` (AnyRes /
 LLaVA-NeXT): the large map with the letterbox rows or columns removed and a learned
 `image_newline` vector appended to every row. The token count depends only on the image size
-and the configuration (`anyres_token_count`), so prompts can be laid out before encoding.
+and the configuration (`anyres_token_count`; per image of a model: `image_token_count`), so prompts
+and training samples can be laid out before encoding.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from llava15.config import LlavaConfig, anyres_grid_shape
 
 Size = tuple[int, int]  # (width, height)
 
@@ -82,3 +85,14 @@ def anyres_token_count(image_size: Size, grid: tuple[int, int], tokens_per_view:
         return tokens_per_view * (1 + across * down)
     r0, r1, c0, c1 = unpadded_extent(image_size, down * side, across * side, round_digits)
     return tokens_per_view + (r1 - r0) * (c1 - c0 + 1)
+
+
+def image_token_count(config: LlavaConfig, image_size: Size) -> int:
+    """The prompt positions one image of `image_size` (width, height) takes in a model of
+    `config`: `num_image_tokens` for one-view models; for AnyRes / HD the merged count of the
+    image's grid. The engine lays out prompts and the training data expands `<image>` with it."""
+    if config.image_aspect_ratio != "anyres":
+        return config.num_image_tokens
+    grid = anyres_grid_shape(image_size, config.image_grid_pinpoints, config.vision.image_size)
+    return anyres_token_count(image_size, grid, config.num_image_tokens, config.mm_patch_merge_type,
+                              config.unpad_round_digits)
