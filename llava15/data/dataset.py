@@ -6,16 +6,25 @@ Everything is checked when the file is read, so a malformed record stops the run
 with its index and a reason. Images are loaded lazily in `__getitem__` (DataLoader workers), as
 the official `LazySupervisedDataset` does (spec §5.3).
 
-A sample whose image is missing or corrupt is returned as a `Sample` with `skipped` set (counted
-by the loop) unless `strict`, which raises naming the record. A sample whose labels are all
-masked (truncation, or the official "tokenization mismatch" rule) is dropped in `collate` and
-counted, so it never trains with a silent zero loss.
+AnyRes / HD models (`image_aspect_ratio="anyres"`) follow LLaVA-NeXT's `LazySupervisedDataset`:
+a sample holds its image's stacked views (global view first, then the grid's tiles, from
+`process_anyres_image`) and the image's (width, height); its `<image>` becomes as many positions
+as that image's merged features (`image_token_count`, the function the inference engine uses),
+so images of different aspect ratios take different numbers of positions. `collate` keeps the
+views as a list of per-image tensors beside `image_sizes`, as the official collator does.
+
+A sample whose image is missing or corrupt, or whose image would be cut by `model_max_length`,
+is returned as a `Sample` with `skipped` set (counted by the loop) unless `strict`, which raises
+naming the record. A sample whose labels are all masked (truncation, or the official
+"tokenization mismatch" rule) is dropped in `collate` and counted, so it never trains with a
+silent zero loss.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,12 +32,15 @@ import torch
 from torch.utils.data import Dataset
 
 from llava15.config import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from llava15.data.anyres import process_anyres_image
 from llava15.data.conversation import get_template
 from llava15.data.image import ImageError, ImageProcessorConfig, load_image, process_images
 from llava15.data.labels import encode_conversation
 from llava15.data.tokenizer import expand_image_tokens
 
 ROLES = ("human", "gpt")
+Size = tuple[int, int]  # (width, height), as PIL's `.size`
+ImageTokenCount = Callable[[Size], int]  # an image's prompt positions from its size
 
 
 def load_records(path: str | Path) -> list[dict]:
@@ -80,11 +92,12 @@ def modality_length(record: dict) -> int:
 @dataclass
 class Sample:
     index: int
-    input_ids: torch.Tensor  # (T,) every image expanded to num_image_tokens positions
+    input_ids: torch.Tensor  # (T,) every image expanded to its token positions
     labels: torch.Tensor  # (T,) IGNORE_INDEX where no loss is taken
-    pixel_values: torch.Tensor | None = None  # (3,H,W); None for a text-only record
+    pixel_values: torch.Tensor | None = None  # (3,H,W), AnyRes (1+tiles,3,S,S); None: text only
     skipped: str = ""  # why the record could not be used ('' when it is fine)
     mismatch: bool = False  # the official tokenization-mismatch rule masked every label
+    image_size: Size | None = None  # (width, height) of an AnyRes sample's image
 
     @property
     def num_targets(self) -> int:
@@ -98,22 +111,27 @@ class Batch:
     labels: torch.Tensor  # (B,T)
     attention_mask: torch.Tensor  # (B,T) right padding, or (B,1,T,T) bool for packed rows
     position_ids: torch.Tensor | None = None  # (B,T) with packed rows
-    pixel_values: torch.Tensor | None = None  # (N,3,H,W), images in token order
+    # images in token order: (N,3,H,W), or for AnyRes a list of per-image (1+tiles_i,3,S,S)
+    pixel_values: torch.Tensor | list[torch.Tensor] | None = None
     indices: list[int] = field(default_factory=list)  # dataset indices trained on
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (index, reason)
     fully_masked: list[int] = field(default_factory=list)
     num_tokens: int = 0  # real (non-padding) tokens
     mismatched: int = 0  # of fully_masked: by the official tokenization-mismatch rule
+    image_sizes: list[Size] | None = None  # AnyRes: (width, height) of each image, in token order
 
     @property
     def num_targets(self) -> int:
         return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
 
     def to(self, device: torch.device | str) -> "Batch":
+        """The tensors on `device` (AnyRes views one by one); the bookkeeping is shared."""
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.input_ids), move(self.labels), move(self.attention_mask),
-                     move(self.position_ids), move(self.pixel_values), self.indices, self.skipped,
-                     self.fully_masked, self.num_tokens, self.mismatched)
+        pixel_values = ([move(v) for v in self.pixel_values] if isinstance(self.pixel_values, list)
+                        else move(self.pixel_values))
+        return dataclasses.replace(self, input_ids=move(self.input_ids), labels=move(self.labels),
+                                   attention_mask=move(self.attention_mask),
+                                   position_ids=move(self.position_ids), pixel_values=pixel_values)
 
 
 def usable_samples(samples: list[Sample]) -> tuple[list[Sample], Batch]:
@@ -123,6 +141,20 @@ def usable_samples(samples: list[Sample]) -> tuple[list[Sample], Batch]:
                    torch.zeros(0, 1, dtype=torch.bool), skipped=[(s.index, s.skipped) for s in samples if s.skipped],
                    fully_masked=[s.index for s in masked], mismatched=sum(s.mismatch for s in masked))
     return [s for s in samples if not s.skipped and s.num_targets > 0], record
+
+
+def batch_images(samples: list[Sample]) -> tuple[torch.Tensor | list[torch.Tensor] | None, list[Size] | None]:
+    """The images of `samples` in order: one-view images stacked (N,3,H,W); AnyRes views kept as a
+    list of per-image tensors (their tile counts differ) with the images' sizes (official collator)."""
+    images = [s for s in samples if s.pixel_values is not None]
+    if not images:
+        return None, None
+    anyres = [s.image_size is not None for s in images]
+    if all(anyres):
+        return [s.pixel_values for s in images], [s.image_size for s in images]
+    if any(anyres):
+        raise ValueError("a batch mixes AnyRes samples (with an image size) and one-view samples")
+    return torch.stack([s.pixel_values for s in images]), None
 
 
 def collate(samples: list[Sample], pad_token_id: int = 0) -> Batch:
@@ -135,18 +167,28 @@ def collate(samples: list[Sample], pad_token_id: int = 0) -> Batch:
     for row, s in enumerate(kept):
         n = len(s.input_ids)
         input_ids[row, :n], labels[row, :n], attention_mask[row, :n] = s.input_ids, s.labels, True
-    images = [s.pixel_values for s in kept if s.pixel_values is not None]
+    pixel_values, image_sizes = batch_images(kept)
     return dataclasses.replace(record, input_ids=input_ids, labels=labels, attention_mask=attention_mask,
-                               pixel_values=torch.stack(images) if images else None,
+                               pixel_values=pixel_values, image_sizes=image_sizes,
                                indices=[s.index for s in kept], num_tokens=int(attention_mask.sum()))
 
 
 class LazySupervisedDataset(Dataset):
-    """Official records -> `Sample`s: image loading, `<image>` handling, labels, truncation."""
+    """Official records -> `Sample`s: image loading, `<image>` handling, labels, truncation.
+
+    One-view models expand each image to `num_image_tokens` positions. With
+    `image_aspect_ratio="anyres"` the image is tiled over `image_grid_pinpoints` and expanded to
+    `image_token_count(image.size)` positions; both are then required (the model's own pinpoints and
+    count, so that the prompt layout matches what the model's merge returns).
+    """
 
     def __init__(self, records: list[dict], *, tokenizer, template: str, image_folder: str | Path,
                  image_config: ImageProcessorConfig, image_aspect_ratio: str, model_max_length: int,
-                 image_token_index: int, num_image_tokens: int, strict: bool = False) -> None:
+                 image_token_index: int, num_image_tokens: int,
+                 image_grid_pinpoints: tuple[Size, ...] = (), image_token_count: ImageTokenCount | None = None,
+                 strict: bool = False) -> None:
+        if image_aspect_ratio == "anyres" and (not image_grid_pinpoints or image_token_count is None):
+            raise ValueError("image_aspect_ratio='anyres' needs image_grid_pinpoints and image_token_count")
         self.records = records
         self.tokenizer = tokenizer
         self.template = get_template(template)
@@ -156,6 +198,8 @@ class LazySupervisedDataset(Dataset):
         self.model_max_length = model_max_length
         self.image_token_index = image_token_index
         self.num_image_tokens = num_image_tokens
+        self.image_grid_pinpoints = list(image_grid_pinpoints)
+        self.image_token_count = image_token_count
         self.strict = strict
 
     def __len__(self) -> int:
@@ -166,20 +210,29 @@ class LazySupervisedDataset(Dataset):
         return [modality_length(r) for r in self.records]
 
     def _skip(self, index: int, reason: str) -> Sample:
-        record = self.records[index]
+        rid = self.records[index].get("id")
         if self.strict:
-            raise ValueError(f"record {index} (id {record.get('id')!r}): {reason} (--strict)")
+            raise ValueError(f"record {index} (id {rid!r}): {reason} (--strict)")
         empty = torch.zeros(0, dtype=torch.long)
-        return Sample(index, empty, empty, None, skipped=reason)
+        # the id too: `index` counts the records kept after data.subsample, not the file's lines
+        return Sample(index, empty, empty, None, skipped=f"id {rid!r}: {reason}")
+
+    def _image(self, path: str) -> tuple[torch.Tensor, Size | None, int]:
+        """(pixel_values, AnyRes image size or None, prompt positions) of one record's image."""
+        image = load_image(self.image_folder / path).convert("RGB")
+        if self.image_aspect_ratio == "anyres":
+            views = process_anyres_image(image, self.image_config, self.image_grid_pinpoints)
+            return views, image.size, self.image_token_count(image.size)
+        pixel_values = process_images([image], self.image_config, self.image_aspect_ratio)[0]
+        return pixel_values, None, self.num_image_tokens
 
     def __getitem__(self, index: int) -> Sample:
         record = self.records[index]
         conversations = record["conversations"]
-        pixel_values = None
+        pixel_values, image_size, n_image = None, None, 0
         if "image" in record:
             try:
-                image = load_image(self.image_folder / record["image"]).convert("RGB")
-                pixel_values = process_images([image], self.image_config, self.image_aspect_ratio)[0]
+                pixel_values, image_size, n_image = self._image(record["image"])
             except (ImageError, OSError) as e:
                 return self._skip(index, f"image {record['image']!r}: {e}")
         # encode_conversation applies the official preprocess_multimodal to image samples
@@ -188,12 +241,15 @@ class LazySupervisedDataset(Dataset):
         # encode_conversation marks each image with the official -200 sentinel; a llava-hf model
         # (a real `<image>` id) then reads its own id at the expanded positions
         ids, labels = expand_image_tokens(encoded.input_ids, encoded.labels, IMAGE_TOKEN_INDEX,
-                                          self.num_image_tokens)
+                                          n_image or self.num_image_tokens)
         # The official code truncates after splicing the image features (prepare_inputs_labels_
         # for_multimodal); expanding first and then cutting gives the same positions.
+        length = len(ids)
         ids = torch.as_tensor(ids, dtype=torch.long)[:self.model_max_length]
         ids[ids == IMAGE_TOKEN_INDEX] = self.image_token_index
         labels = torch.as_tensor(labels, dtype=torch.long)[:self.model_max_length]
-        if pixel_values is not None and int((ids == self.image_token_index).sum()) != self.num_image_tokens:
-            return self._skip(index, f"model_max_length={self.model_max_length} cuts through the image")
-        return Sample(index, ids, labels, pixel_values, mismatch=bool(encoded.mismatch))
+        if pixel_values is not None and int((ids == self.image_token_index).sum()) != n_image:
+            # a partial image cannot be placed (its features are merged as a whole)
+            return self._skip(index, f"the sample is {length} tokens long with its image taking {n_image} "
+                                     f"of them: model_max_length={self.model_max_length} cuts through the image")
+        return Sample(index, ids, labels, pixel_values, mismatch=bool(encoded.mismatch), image_size=image_size)

@@ -7,7 +7,9 @@ unpacked loss never predicts a row's first token; packed, it would be predicted 
 sample's last token). The micro-batch keeps the same samples, so its loss (sum over the same
 target tokens, divided by their count) equals the unpacked loss under either normalisation rule.
 
-Images travel in token order (row by row), since the model consumes them in that order.
+Images travel in token order (row by row), since the model consumes them in that order. AnyRes
+samples pack too: their per-image views and image sizes travel in the same order (`batch_images`),
+and each image's positions stay whole inside its sample's segment.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import dataclasses
 import torch
 
 from llava15.config import IGNORE_INDEX
-from llava15.data.dataset import Batch, Sample, usable_samples  # noqa: F401 (Batch: the return type)
+from llava15.data.dataset import Batch, Sample, batch_images, usable_samples
 
 
 def pack_rows(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -66,7 +68,7 @@ def collate_packed(samples: list[Sample], capacity: int, pad_token_id: int = 0) 
     length = max((sum(seg) for seg in segments), default=1)
     input_ids = torch.full((len(rows), length), pad_token_id, dtype=torch.long)
     labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
-    images, indices = [], []
+    indices, in_token_order = [], []
     for r, row in enumerate(rows):
         start = 0
         for i in row:
@@ -77,9 +79,9 @@ def collate_packed(samples: list[Sample], capacity: int, pad_token_id: int = 0) 
             labels[r, start] = IGNORE_INDEX  # never predicted across a sample boundary
             start += n
             indices.append(s.index)
-            if s.pixel_values is not None:
-                images.append(s.pixel_values)
+            in_token_order.append(s)
     mask, position_ids = packed_mask_and_positions(segments, length)
+    pixel_values, image_sizes = batch_images(in_token_order)
     return dataclasses.replace(record, input_ids=input_ids, labels=labels, attention_mask=mask,
-                               position_ids=position_ids, pixel_values=torch.stack(images) if images else None,
+                               position_ids=position_ids, pixel_values=pixel_values, image_sizes=image_sizes,
                                indices=indices, num_tokens=sum(map(sum, segments)))
