@@ -33,6 +33,7 @@ from llava15.data.packing import collate_packed
 from llava15.data.sampler import epoch_order, micro_batches_for_step, steps_per_epoch, subsample_indices
 from llava15.data.tokenizer import load_tokenizer
 from llava15.train.config import TrainConfig, save_json
+from llava15.model.anyres import image_token_count
 from llava15.model.llava import Llava
 from llava15.train.distributed import Runtime, all_reduce_sum, shard
 from llava15.train.export import export_model, export_projector
@@ -79,7 +80,9 @@ def build_dataset(config: TrainConfig, initial: Initial) -> LazySupervisedDatase
         template=config.stage.template, image_folder=config.data.image_folder,
         image_config=initial.image_config, image_aspect_ratio=config.stage.image_aspect_ratio,
         model_max_length=config.data.model_max_length, image_token_index=initial.config.image_token_index,
-        num_image_tokens=initial.config.num_image_tokens, strict=config.strict)
+        num_image_tokens=initial.config.num_image_tokens,
+        image_grid_pinpoints=initial.config.image_grid_pinpoints,
+        image_token_count=functools.partial(image_token_count, initial.config), strict=config.strict)
 
 
 def prepare(config: TrainConfig, runtime: Runtime) -> Run:
@@ -158,7 +161,7 @@ def forward_backward(run: Run, batch: Batch, scale: float, last: bool) -> torch.
     autocast = run.runtime.use_bf16 and not run.runtime.distributed  # FSDP2 casts by its own policy
     with torch.autocast(run.runtime.device.type, dtype=torch.bfloat16, enabled=autocast):
         loss_sum = run.wrapped(batch.input_ids, batch.labels, batch.attention_mask, batch.position_ids,
-                               batch.pixel_values)
+                               batch.pixel_values, batch.image_sizes)
     loss = loss_sum * scale
     if loss.requires_grad:  # False when nothing trainable was reached (e.g. pretrain, no image)
         loss.backward()

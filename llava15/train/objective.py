@@ -10,6 +10,10 @@ normaliser its rule names (`mean_per_microbatch` or `token_weighted`).
 
 Text-only rows carry no image positions and need no image: the official code feeds a zero image
 whose features are computed and then unused, which gives the same loss.
+
+AnyRes / HD batches pass `pixel_values` as a list of per-image views with `image_sizes`; the
+model encodes all views at once, merges each image's features and fills its positions (the
+official `prepare_inputs_labels_for_multimodal`, list branch).
 """
 
 from __future__ import annotations
@@ -32,13 +36,15 @@ class Objective(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor,
                 position_ids: torch.Tensor | None = None,
-                pixel_values: torch.Tensor | None = None) -> torch.Tensor:
-        """Summed cross-entropy of predicting labels[:, 1:] from positions [:, :-1] (float32)."""
+                pixel_values: torch.Tensor | list[torch.Tensor] | None = None,
+                image_sizes: list[tuple[int, int]] | None = None) -> torch.Tensor:
+        """Summed cross-entropy of predicting labels[:, 1:] from positions [:, :-1] (float32).
+        `pixel_values` (N,3,H,W), or AnyRes per-image (1+tiles,3,S,S) views with `image_sizes`."""
         idle = None
         if self.keep_units_busy and pixel_values is None:
             # where the image would be encoded, so every process gathers the units in one order
             idle = self.idle_image_path()
-        inputs_embeds = self.llava.embed_inputs(input_ids, pixel_values)
+        inputs_embeds = self.llava.embed_inputs(input_ids, pixel_values, image_sizes)
         if idle is not None:
             # adds exactly 0, but makes the decoder's backward run as it does with images (when
             # only the projector trains, each process must gather the frozen layers alike)
@@ -60,14 +66,21 @@ class Objective(nn.Module):
 
     def idle_image_path(self) -> torch.Tensor:
         """The image path on a zero input: the projector alone while the tower is frozen (and not
-        sharded); the official zero image through the tower when the tower trains."""
+        sharded); the official zero image through the tower when the tower trains. AnyRes
+        `unpad` models add their `image_newline`, so it too gets a (zero) gradient on every
+        process (sharded parameters without a gradient on some processes break the reduction)."""
         config = self.llava.config
         if any(p.requires_grad for p in self.llava.vision_tower.parameters()):
             size = config.vision.image_size
             weight = self.llava.vision_tower.vision_model.embeddings.patch_embedding.weight
             zeros = torch.zeros(1, config.vision.num_channels, size, size, dtype=weight.dtype,
                                 device=weight.device)
-            return self.llava.encode_images(zeros)
-        projector = self.llava.multi_modal_projector
-        weight = next(projector.parameters())
-        return projector(torch.zeros(1, 1, config.vision.hidden_size, dtype=weight.dtype, device=weight.device))
+            features = self.llava.encode_images(zeros)
+        else:
+            projector = self.llava.multi_modal_projector
+            weight = next(projector.parameters())
+            features = projector(torch.zeros(1, 1, config.vision.hidden_size, dtype=weight.dtype,
+                                             device=weight.device))
+        if "unpad" in config.mm_patch_merge_type:
+            features = features + self.llava.image_newline.to(features.dtype)
+        return features

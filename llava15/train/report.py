@@ -77,7 +77,7 @@ def plot_curves(run_dir: Path) -> list[Path]:
 
 def data_summary(state: TrainerState) -> str:
     lines = [f"trained on {state.samples} samples, {state.tokens} tokens in {state.step} steps",
-             f"skipped (missing or corrupt image): {state.skipped}",
+             f"skipped (image missing, corrupt or cut by model_max_length): {state.skipped}",
              f"fully masked (no target token left, not trained on): {state.fully_masked}"
              f" (tokenization mismatch: {state.mismatched})"]
     lines += [f"  record {index}: {reason}" for index, reason in state.skipped_examples]

@@ -37,7 +37,7 @@ class TrainerState:
     step_in_epoch: int = 0  # optimizer steps done within `epoch` (the sampler position)
     samples: int = 0  # samples trained on
     tokens: int = 0  # real tokens seen
-    skipped: int = 0  # missing or corrupt images
+    skipped: int = 0  # images missing, corrupt or cut by model_max_length
     fully_masked: int = 0  # samples without a target token (dropped)
     mismatched: int = 0  # of which: the official tokenization-mismatch rule
     skipped_examples: list = field(default_factory=list)  # the first few (index, reason)
