@@ -2,7 +2,9 @@
 
 Every field of `llava15.train.config.TrainConfig` is a flag: `--stage=finetune_lora`,
 `--stage.lr=2e-4`, `--data.path=...`, `--micro_batch_size=4`; the official spellings
-`--vision-tower`, `--pretrain-mm-mlp-adapter`, `--image-folder`, `--data-path` are aliases.
+`--vision-tower`, `--pretrain-mm-mlp-adapter`, `--image-folder`, `--data-path` are aliases, and
+so is LLaVA-NeXT's `--image_aspect_ratio anyres` (with `--image_grid_pinpoints "[(672,336),...]"`
+and `--mm_patch_merge_type spatial_unpad`, fields of their own).
 Booleans take true/false (`--packing` alone means true). `--config run.json` is applied first.
 Run under `torchrun --nproc-per-node N -m llava15 train ...` for several processes.
 """
@@ -14,7 +16,10 @@ import os
 
 ALIASES = {"vision_tower": ["--vision-tower"], "pretrain_mm_mlp_adapter": ["--pretrain-mm-mlp-adapter"],
            "data.image_folder": ["--image-folder"], "data.path": ["--data-path"],
-           "micro_batch_size": ["--micro-batch-size"], "data.model_max_length": ["--model-max-length"]}
+           "micro_batch_size": ["--micro-batch-size"], "data.model_max_length": ["--model-max-length"],
+           # AnyRes / HD as LLaVA-NeXT's train.py spells them
+           "stage.image_aspect_ratio": ["--image_aspect_ratio", "--image-aspect-ratio"],
+           "image_grid_pinpoints": ["--image-grid-pinpoints"], "mm_patch_merge_type": ["--mm-patch-merge-type"]}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

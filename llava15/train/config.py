@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LOSS_NORMALIZATIONS = ("mean_per_microbatch", "token_weighted")
+MERGE_TYPES = ("flat", "spatial", "spatial_unpad")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ class TrainConfig:
     pretrain_mm_mlp_adapter: str = ""  # stage-1 projector (mm_projector.bin or .safetensors)
     mm_projector_type: str = "mlp2x_gelu"
     mm_vision_select_layer: int = -2
+    # AnyRes / HD (LLaVA-NeXT's flags), used with stage.image_aspect_ratio=anyres. None keeps what
+    # --model has (for --llm/--vision-tower: no pinpoints, "flat", the official defaults).
+    image_grid_pinpoints: str | None = None  # official string form: "[(672,336),(336,672),(672,672)]"
+    mm_patch_merge_type: str | None = None  # "flat" | "spatial" (1.5-HD) | "spatial_unpad" (AnyRes)
     out: str = "runs/train"
     seed: int = 42
     micro_batch_size: int | None = None  # None: the stage's per_device_batch_size
@@ -89,7 +94,7 @@ class TrainConfig:
     save_steps: int = 500
     save_total_limit: int = 1
     resume: bool = False
-    strict: bool = False  # a missing or corrupt image stops the run instead of being skipped
+    strict: bool = False  # a missing, corrupt or cut image stops the run instead of being skipped
     log_every: int = 1
     device: str = "auto"  # "auto": cuda when available, else cpu
 
@@ -125,6 +130,8 @@ class TrainConfig:
             raise ValueError(f"data.subsample must be in (0, 1], got {self.data.subsample}")
         if not self.model and not (self.llm and self.vision_tower):
             raise ValueError("give --model DIR (a LLaVA checkpoint) or --llm DIR and --vision-tower DIR")
+        if self.mm_patch_merge_type not in (None, *MERGE_TYPES):
+            raise ValueError(f"mm_patch_merge_type must be one of {MERGE_TYPES}, got {self.mm_patch_merge_type!r}")
         return self
 
 

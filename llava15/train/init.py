@@ -8,10 +8,16 @@
   (official `finetune_task.sh` starts from `liuhaotian/llava-v1.5-13b`).
 * `--pretrain-mm-mlp-adapter FILE`: a stage-1 projector, the official `mm_projector.bin`
   (keys `model.mm_projector.{0,2}.*`) or our `projector.safetensors` (`multi_modal_projector.*`).
+
+How images are shaped is the run's choice, as officially (`with_image_layout`): the stage's
+`image_aspect_ratio` and, for AnyRes / HD, `image_grid_pinpoints` and `mm_patch_merge_type`
+replace the model's; an `unpad` merge gets a fresh `image_newline` where the model has none
+(the official `initialize_vision_modules` initialisation), and loses it otherwise.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +27,12 @@ from safetensors.torch import load_file
 from llava15.checkpoint import load_llava
 from llava15.checkpoint.configs import read_json, text_config_from, vision_config_from
 from llava15.config import IMAGE_TOKEN_INDEX, LlavaConfig
+from llava15.data.anyres import parse_pinpoints
 from llava15.data.image import ImageProcessorConfig
 from llava15.model.llava import Llava
 from llava15.train.config import TrainConfig
+
+log = logging.getLogger("llava15.train")
 
 # CLIPModel keys that a vision-only LLaVA tower does not have
 _CLIP_EXTRA = ("text_model.", "visual_projection.", "text_projection.", "logit_scale")
@@ -75,6 +84,7 @@ def build_from_backbones(config: TrainConfig) -> Initial:
                                image_token_index=IMAGE_TOKEN_INDEX,
                                image_mean=tuple(image_config.image_mean), image_std=tuple(image_config.image_std),
                                max_sequence_length=config.data.model_max_length)
+    llava_config = with_image_layout(llava_config, config)
     torch.manual_seed(config.seed)  # the fresh projector's initialisation is part of the recipe
     model = Llava(llava_config)
     tied = ("lm_head.",) if text.tie_word_embeddings else ()
@@ -109,8 +119,49 @@ def build_initial(config: TrainConfig) -> Initial:
         initial = build_from_backbones(config)
     if config.pretrain_mm_mlp_adapter:
         load_projector_file(initial.model, Path(config.pretrain_mm_mlp_adapter))
-    if initial.config.image_aspect_ratio != config.stage.image_aspect_ratio:
-        # the stage decides how images are shaped (official: square in pretrain, pad in finetune)
-        initial.config = initial.config.replace(image_aspect_ratio=config.stage.image_aspect_ratio)
-        initial.model.config = initial.config
+    layout = with_image_layout(initial.config, config)
+    if initial.config.image_aspect_ratio == "anyres" and layout.image_aspect_ratio != "anyres":
+        log.warning("the model is AnyRes but stage.image_aspect_ratio=%s trains it on one view per "
+                    "image (pass --image_aspect_ratio anyres to keep its grids)", layout.image_aspect_ratio)
+    if layout != initial.config:
+        match_image_newline(initial.model, layout, config.seed)
+        initial.config = initial.model.config = layout
     return initial
+
+
+def with_image_layout(model_config: LlavaConfig, config: TrainConfig) -> LlavaConfig:
+    """`model_config` shaping images as the run says: the stage's `image_aspect_ratio` (official:
+    square in pretrain, pad in finetune) and the AnyRes pinpoints and merge type when given.
+    Raises ValueError for an AnyRes layout the model cannot merge."""
+    changes: dict = {"image_aspect_ratio": config.stage.image_aspect_ratio}
+    if config.image_grid_pinpoints is not None:
+        try:
+            changes["image_grid_pinpoints"] = tuple(parse_pinpoints(config.image_grid_pinpoints))
+        except (ValueError, SyntaxError, TypeError) as e:
+            raise ValueError(f"image_grid_pinpoints={config.image_grid_pinpoints!r} is not a list of "
+                             f"(width, height) pairs such as '[(672,336),(336,672)]': {e}") from None
+    if config.mm_patch_merge_type is not None:
+        changes["mm_patch_merge_type"] = config.mm_patch_merge_type
+    layout = model_config.replace(**changes)
+    if layout.image_aspect_ratio == "anyres":
+        tile = layout.vision.image_size
+        if not layout.image_grid_pinpoints:
+            raise ValueError("image_aspect_ratio=anyres needs image_grid_pinpoints, e.g. "
+                             f"--image_grid_pinpoints='[({2 * tile},{tile}),({tile},{2 * tile}),({2 * tile},{2 * tile})]'")
+        if uneven := [p for p in layout.image_grid_pinpoints if p[0] % tile or p[1] % tile or min(p) <= 0]:
+            raise ValueError(f"image_grid_pinpoints {uneven} are not grids of the vision tower's "
+                             f"{tile}x{tile} tiles (each width and height a positive multiple of {tile})")
+    return layout
+
+
+def match_image_newline(model: Llava, layout: LlavaConfig, seed: int) -> None:
+    """Give `model` the `image_newline` an `unpad` merge needs (randn(D) / sqrt(D), as the
+    official `initialize_vision_modules`; seeded), or drop one that another merge never reads."""
+    had, needs = "unpad" in model.config.mm_patch_merge_type, "unpad" in layout.mm_patch_merge_type
+    if needs and not had:
+        hidden = layout.text.hidden_size
+        weight = model.language_model.model.embed_tokens.weight
+        newline = torch.randn(hidden, generator=torch.Generator().manual_seed(seed)) / hidden ** 0.5
+        model.image_newline = torch.nn.Parameter(newline.to(weight.dtype).to(weight.device))
+    elif had and not needs:
+        del model.image_newline
