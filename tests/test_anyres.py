@@ -15,15 +15,17 @@ IMAGE_TOKEN = 120
 PINPOINTS = ((56, 28), (28, 56), (56, 56), (84, 28))  # (width, height), tile 28
 
 
-def build_pair():
+def build_pair(vocab_size: int = 128, image_token: int = IMAGE_TOKEN):
+    """A random `LlavaNextForConditionalGeneration` and our `Llava` holding the same weights
+    (AnyRes over PINPOINTS, `spatial_unpad`, 28-px tiles of 16 tokens)."""
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
                   image_size=28, patch_size=7, hidden_act="quick_gelu", layer_norm_eps=1e-5)
-    text = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+    text = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                 rms_norm_eps=1e-5)
     hf_config = transformers.LlavaNextConfig(
         vision_config=transformers.CLIPVisionConfig(**vision),
-        text_config=transformers.LlamaConfig(**text), image_token_index=IMAGE_TOKEN,
+        text_config=transformers.LlamaConfig(**text), image_token_index=image_token,
         image_grid_pinpoints=[[h, w] for w, h in PINPOINTS],  # HF stores (height, width)
         vision_feature_layer=-2, vision_feature_select_strategy="default")
     torch.manual_seed(0)
@@ -33,7 +35,7 @@ def build_pair():
             if "norm" not in name:
                 p.copy_(0.08 * torch.randn_like(p))
     config = LlavaConfig(vision=VisionConfig(**vision), text=TextConfig(**text),
-                         image_token_index=IMAGE_TOKEN, image_aspect_ratio="anyres",
+                         image_token_index=image_token, image_aspect_ratio="anyres",
                          image_grid_pinpoints=PINPOINTS, mm_patch_merge_type="spatial_unpad")
     ours = Llava(config).eval()
     table = [("model.language_model.", "language_model.model."), ("lm_head.", "language_model.lm_head."),

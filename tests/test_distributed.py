@@ -19,13 +19,17 @@ RUNNER = ("import argparse, sys\nfrom llava15.cli import train as t\n"
           "p = argparse.ArgumentParser(); t.add_arguments(p)\nsys.exit(t.run(p.parse_args(sys.argv[1:])))\n")
 
 
-def arguments(root: Path, out: Path, stage: str, packing: bool, rule: str) -> list[str]:
+ANYRES = ("--image_aspect_ratio=anyres", "--image_grid_pinpoints=[(56,28),(28,56),(56,56)]",
+          "--mm_patch_merge_type=spatial_unpad", "--model-max-length=256")
+
+
+def arguments(root: Path, out: Path, stage: str, packing: bool, rule: str, extra: tuple[str, ...] = ()) -> list[str]:
     return [f"--stage={stage}", f"--llm={root / 'llm'}", f"--vision-tower={root / 'clip'}",
             f"--data.path={root / ('pretrain.json' if stage == 'pretrain' else 'finetune.json')}",
             f"--image-folder={root / 'images'}", "--data.num_workers=0", "--model-max-length=96",
             "--stage.global_batch_size=8", "--micro_batch_size=4", "--stage.lr=2e-3", "--stage.epochs=2",
             "--save_steps=1000", "--seed=5", f"--packing={str(packing).lower()}",
-            f"--loss_normalization={rule}", f"--out={out}"]
+            f"--loss_normalization={rule}", f"--out={out}", *extra]
 
 
 def run_in_process(args: list[str]) -> None:
@@ -59,13 +63,17 @@ def losses(run_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("stage,packing,rule", [("finetune", False, "mean_per_microbatch"),
-                                                ("pretrain", True, "token_weighted")])
-def test_two_processes_match_one(tmp_path, stage, packing, rule):
+@pytest.mark.parametrize("stage,packing,rule,extra", [("finetune", False, "mean_per_microbatch", ()),
+                                                      ("pretrain", True, "token_weighted", ()),
+                                                      ("finetune", True, "mean_per_microbatch", ANYRES)],
+                         ids=["finetune", "pretrain-packed", "anyres-finetune-packed"])
+def test_two_processes_match_one(tmp_path, stage, packing, rule, extra):
+    """AnyRes: per-image views and sizes through packing and FSDP2; micro-batches without an image
+    still give `image_newline` its (zero) gradient on every process."""
     make_backbones(tmp_path)
     make_data(tmp_path, n_images=12, n_text=4)
-    run_in_process(arguments(tmp_path, tmp_path / "one", stage, packing, rule))
-    launch_two(tmp_path, arguments(tmp_path, tmp_path / "two", stage, packing, rule))
+    run_in_process(arguments(tmp_path, tmp_path / "one", stage, packing, rule, extra))
+    launch_two(tmp_path, arguments(tmp_path, tmp_path / "two", stage, packing, rule, extra))
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(one) == len(two) == 4  # 16 or 12 samples, 8 a step, 2 epochs
     assert max(abs(a - b) for a, b in zip(one, two)) < 1e-5, (one, two)
