@@ -1,4 +1,4 @@
-"""Token generation: one prefill, then KV-cached decode steps, for a left-padded batch.
+"""Token generation: one prefill, then KV-cached decode steps, for a batch of prompts.
 
 Greedy (temperature 0, the evaluation protocol), or sampling with temperature, top-k and top-p
 (HF `generate` semantics). A row ends on an EOS id, at `max_new_tokens`, or when the caller's
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from llava15.infer.embed import embed_batch
+from llava15.infer.prefix import plan_spans, prefill_spans
 from llava15.model.llama import KVCache
 from llava15.model.llava import Llava
 
@@ -100,31 +102,51 @@ def sample_next(logits: torch.Tensor, params: Sequence[SamplingParams],
     return torch.stack(tokens)
 
 
-def prefill(model: Llava, prompts: Sequence[Sequence[int]], input_ids: torch.Tensor,
-            attention_mask: torch.Tensor, pixel_values, image_sizes, cache: KVCache) -> torch.Tensor:
-    """Fill `cache` with the prompts and return the last position's logits (B,1,V).
+def prefill(model: Llava, prompts: Sequence[Sequence[int]], pixel_values, image_sizes,
+            pad_token_id: int, room: int) -> tuple[torch.Tensor, KVCache, torch.Tensor]:
+    """Run the prompts into a new cache with `room` columns to decode into; return the last
+    position's logits (B,1,V), the cache (its `length` set) and the attention mask of its
+    real positions (B, length).
 
-    Equal-length prompts run as one batch. Left-padded ones run row by row on their real
-    tokens only, writing into their columns of the shared cache: no compute is spent on padding
-    and each row is computed exactly as it would be alone; the padding columns are zeroed so
-    masked attention never multiplies uninitialised memory.
+    One prompt, or equal-length prompts sharing nothing, run as one batch (one prompt exactly
+    as the official code runs it). Prompts sharing spans (the system text, a repeated image)
+    run each shared span once (`llava15.infer.prefix`). Left-padded prompts sharing nothing run
+    row by row on their real tokens only, writing into their columns of the shared cache: no
+    compute is spent on padding and each row is computed exactly as it would be alone; the
+    padding columns are zeroed so masked attention never multiplies uninitialised memory.
     """
+    device = next(model.parameters()).device
+    dtype = model.language_model.model.embed_tokens.weight.dtype
     sizes = list(image_sizes) if image_sizes else None
+    input_ids, attention_mask = left_pad(prompts, pad_token_id)
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     width = input_ids.shape[1]
+    if len(prompts) == 1:
+        cache = KVCache.allocate(model.config.text, 1, width + room, dtype, device)
+        logits = model(input_ids, pixel_values, attention_mask, cache=cache, logits_to_keep=1,
+                       image_sizes=sizes).logits
+        cache.length = width
+        return logits, cache, attention_mask
+    inputs_embeds = embed_batch(model, input_ids, pixel_values, sizes)  # images of all rows at once
+    rows = [inputs_embeds[row, width - len(prompt):] for row, prompt in enumerate(prompts)]
+    spans = plan_spans(rows)
+    if any(len(span.rows) > 1 for span in spans):
+        return prefill_spans(model, rows, spans, room)
+    cache = KVCache.allocate(model.config.text, len(prompts), width + room, dtype, device)
     if all(len(p) == width for p in prompts):
-        return model(input_ids, pixel_values, attention_mask, cache=cache, logits_to_keep=1,
-                     image_sizes=sizes).logits
-    inputs_embeds = model.embed_inputs(input_ids, pixel_values, sizes)  # images of all rows at once
-    logits = []
-    for row, prompt in enumerate(prompts):
-        start = width - len(prompt)
-        for buffer in (*cache.keys, *cache.values):
-            buffer[row, :, :start].zero_()
-        view = KVCache([k[row:row + 1, :, start:] for k in cache.keys],
-                       [v[row:row + 1, :, start:] for v in cache.values])
-        logits.append(model.language_model(inputs_embeds[row:row + 1, start:], cache=view,
-                                           logits_to_keep=1))
-    return torch.cat(logits)
+        logits = model.language_model(inputs_embeds, attention_mask, cache=cache, logits_to_keep=1)
+    else:
+        per_row = []
+        for row, prompt in enumerate(prompts):
+            start = width - len(prompt)
+            for buffer in (*cache.keys, *cache.values):
+                buffer[row, :, :start].zero_()
+            view = KVCache([k[row:row + 1, :, start:] for k in cache.keys],
+                           [v[row:row + 1, :, start:] for v in cache.values])
+            per_row.append(model.language_model(rows[row][None], cache=view, logits_to_keep=1))
+        logits = torch.cat(per_row)
+    cache.length = width
+    return logits, cache, attention_mask
 
 
 def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
@@ -151,7 +173,6 @@ def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
         if len(prompt) >= limit:
             raise ContextLengthError(f"prompt {row} has {len(prompt)} tokens (image tokens "
                                      f"included), the model's context is {limit}")
-    width = max(len(p) for p in prompts)
     # Positions count real tokens only, so each row's room is the context minus its own prompt.
     budget = [min(p.max_new_tokens, limit - len(prompt)) for p, prompt in zip(per_row, prompts)]
     if max(budget) <= 0:
@@ -159,14 +180,10 @@ def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
     generators = [torch.Generator().manual_seed(p.seed) if p.seed is not None else None
                   for p in per_row]
     device = next(model.parameters()).device
-    input_ids, attention_mask = left_pad(prompts, pad_token_id)
-    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    dtype = model.language_model.model.embed_tokens.weight.dtype
-    cache = KVCache.allocate(model.config.text, len(prompts), width + max(budget), dtype, device)
     eos = torch.tensor(sorted(set(eos_token_ids)), device=device, dtype=torch.long)
     with torch.inference_mode():
-        logits = prefill(model, prompts, input_ids, attention_mask, pixel_values, image_sizes, cache)
-        cache.length = width
+        logits, cache, attention_mask = prefill(model, prompts, pixel_values, image_sizes,
+                                                pad_token_id, max(budget))
         rows = list(range(len(prompts)))  # original row of each live batch row
         produced: list[list[int]] = [[] for _ in prompts]
         while rows:

@@ -1,0 +1,157 @@
+"""Shared-prefix prefill: what the prompts of a batch have in common is computed once.
+
+Evaluation batches repeat themselves: every prompt opens with the template's system text, and
+consecutive questions often ask about the same image, so with vicuna_v1 the system text and the
+image's positions are the same in several rows. The prompts form a prefix tree over their input
+embeddings (a radix tree: a span of positions is shared by a group of rows when its embedding
+vectors are equal in all of them); `plan_spans` cuts it into spans, and `prefill_spans` runs each
+span once and copies its keys and values into every row that holds it. A span's keys and values
+depend only on the positions before it, which the rows of its group share, so every row gets
+the keys, values and last logits it would get alone, up to float summation order (as any
+batching gives).
+
+Layout. Spans run in rounds, round d holding the spans at depth d of the tree (the system text;
+then one span per image group or per row; then the rows' own questions), batched one span per
+batch row and right-padded to the round's longest span. Round d writes the cache's column band
+[C_d, C_d+1), so a row's positions sit in order along its cache row, with masked gaps where its
+spans are shorter than their bands; positions are taken from the attention mask (real columns
+counted), as in any padded batch, and masked keys weigh exactly zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from llava15.model.llama import KVCache
+from llava15.model.llava import Llava
+
+
+@dataclass(frozen=True)
+class Span:
+    """Positions [start, end) of the prompts of `rows` (equal in all of them), at tree `depth`."""
+
+    rows: tuple[int, ...]
+    start: int
+    end: int
+    depth: int
+
+
+def common_length(prompts: Sequence[torch.Tensor], rows: Sequence[int], start: int, stop: int) -> int:
+    """How many positions from `start` (before `stop`) hold equal embeddings in all `rows`."""
+    if stop <= start:
+        return 0
+    block = torch.stack([prompts[r][start:stop] for r in rows])  # (n, L, D)
+    differs = (~(block == block[:1]).all(dim=2).all(dim=0)).nonzero()
+    return int(differs[0]) if len(differs) else stop - start
+
+
+def group_rows(prompts: Sequence[torch.Tensor], rows: Sequence[int], position: int) -> list[list[int]]:
+    """`rows` grouped by their embedding at `position`, in order of first appearance."""
+    groups: list[tuple[torch.Tensor, list[int]]] = []
+    for row in rows:
+        vector = prompts[row][position]
+        for first, members in groups:
+            if torch.equal(first, vector):
+                members.append(row)
+                break
+        else:
+            groups.append((vector, [row]))
+    return [members for _, members in groups]
+
+
+def plan_spans(prompts: Sequence[torch.Tensor], min_saved: int = 16) -> list[Span]:
+    """Cut prompts (each (T_r, D) input embeddings) into the spans of their prefix tree.
+
+    A span shared by n rows is kept only when it saves at least `min_saved` token positions
+    ((n - 1) x its length): a round costs a forward call, which tiny shared spans do not repay.
+    Every row ends with a span of its own of at least one position (its last logits).
+    """
+    spans: list[Span] = []
+
+    def split(rows: list[int], start: int, depth: int) -> None:
+        if len(rows) == 1:
+            spans.append(Span((rows[0],), start, len(prompts[rows[0]]), depth))
+            return
+        stop = min(len(prompts[r]) for r in rows) - 1  # each row keeps its last position
+        end = start + common_length(prompts, rows, start, stop)
+        if (len(rows) - 1) * (end - start) >= min_saved and end > start:
+            spans.append(Span(tuple(rows), start, end, depth))
+            start, depth = end, depth + 1
+        groups = group_rows(prompts, rows, end)
+        if len(groups) == 1:  # equal up to the last position: each row ends alone
+            groups = [[row] for row in rows]
+        for group in groups:
+            split(group, start, depth)
+
+    split(list(range(len(prompts))), 0, 0)
+    return spans
+
+
+def prefill_spans(model: Llava, prompts: Sequence[torch.Tensor], spans: Sequence[Span],
+                  room: int) -> tuple[torch.Tensor, KVCache, torch.Tensor]:
+    """Run `plan_spans`' spans round by round into a new cache with `room` more columns.
+
+    Returns the last position's logits of every prompt (B,1,V), the cache (its `length` set)
+    and the attention mask (B, length) of the real positions.
+    """
+    first = prompts[0]
+    bands = [0]  # round d writes columns [bands[d], bands[d + 1])
+    for depth in range(max(s.depth for s in spans) + 1):
+        bands.append(bands[-1] + max(s.end - s.start for s in spans if s.depth == depth))
+    config = model.language_model.config
+    cache = KVCache.allocate(config, len(prompts), bands[-1] + room, first.dtype, first.device)
+    real = torch.zeros((len(prompts), bands[-1]), dtype=torch.bool, device=first.device)
+    logits: dict[int, torch.Tensor] = {}
+    for depth, (low, high) in enumerate(zip(bands, bands[1:])):
+        todo = [s for s in spans if s.depth == depth]
+        run, mask = run_round(model, prompts, todo, cache, real, low, high, logits)
+        spread(todo, run, mask, cache, real, low, high)
+    cache.length = bands[-1]
+    return torch.stack([logits[row] for row in range(len(prompts))])[:, None], cache, real
+
+
+def run_round(model: Llava, prompts: Sequence[torch.Tensor], todo: Sequence[Span], cache: KVCache,
+              real: torch.Tensor, low: int, high: int,
+              logits: dict[int, torch.Tensor]) -> tuple[KVCache, torch.Tensor]:
+    """One round: each span as one batch row (right-padded to the band), after the keys and
+    values of its first row's earlier spans. Returns the round's cache and attention mask;
+    the last logits of rows whose prompt ends here go into `logits`."""
+    first, reps = prompts[0], [s.rows[0] for s in todo]
+    x = first.new_zeros((len(todo), high - low, first.shape[-1]))
+    mask = torch.cat([real[reps, :low], real.new_zeros((len(todo), high - low))], dim=1)
+    for i, s in enumerate(todo):
+        x[i, :s.end - s.start] = prompts[s.rows[0]][s.start:s.end]
+        mask[i, low:low + s.end - s.start] = True
+    run = KVCache.allocate(model.language_model.config, len(todo), high, first.dtype, first.device)
+    run.length = low
+    if low:
+        index = torch.tensor(reps, device=first.device)
+        for ours, theirs in zip((*cache.keys, *cache.values), (*run.keys, *run.values)):
+            theirs[:, :, :low] = ours[:, :, :low].index_select(0, index)
+    ending = [i for i, s in enumerate(todo) if s.end == len(prompts[s.rows[0]])]
+    keep = max((high - low) - (todo[i].end - todo[i].start) for i in ending) + 1 if ending else 1
+    out = model.language_model(x, mask, cache=run, logits_to_keep=keep)
+    for i in ending:  # the span's last real position, counted from the band's end
+        logits[todo[i].rows[0]] = out[i, keep - (high - low) + todo[i].end - todo[i].start - 1]
+    return run, mask
+
+
+def spread(todo: Sequence[Span], run: KVCache, mask: torch.Tensor, cache: KVCache,
+           real: torch.Tensor, low: int, high: int) -> None:
+    """Copy each span's keys and values (band [low, high)) to every row holding the span; rows
+    holding none get zeros there, since 0 attention weight x NaN memory would still be NaN."""
+    source = [0] * len(real)  # the row of `run` each batch row takes the band from
+    for i, s in enumerate(todo):
+        for row in s.rows:
+            source[row] = i
+    index = torch.tensor(source, device=real.device)
+    idle = sorted(set(range(len(real))) - {row for s in todo for row in s.rows})
+    for ours, theirs in zip((*cache.keys, *cache.values), (*run.keys, *run.values)):
+        band = theirs[:, :, low:high].index_select(0, index)
+        band[idle] = 0
+        ours[:, :, low:high] = band
+    real[:, low:high] = mask[:, low:high].index_select(0, index)
+    real[idle, low:high] = False
