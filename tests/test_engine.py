@@ -73,6 +73,18 @@ def test_batch_gives_the_answers_of_batch_one(engine):
     assert batched == alone
 
 
+def test_a_repeated_image_is_preprocessed_once_and_answers_as_alone(engine):
+    a, b = image(1), image(2)
+    assert engine.load_images([a])[0] is a  # RGB images pass as they are
+    pixels = engine.pixel_values([a, b, a])
+    assert torch.equal(pixels, torch.cat([engine.pixel_values([x]) for x in (a, b, a)]))
+    params = SamplingParams(max_new_tokens=12)
+    questions = ["What is this?", "Is there a square?", "What is this?", "How many?"]
+    requests = [Request(engine.build_prompt([("user", "<image>\n" + q)]), [x], params)
+                for q, x in zip(questions, [a, a, b, a])]
+    assert engine.generate(requests) == [engine.generate([r])[0] for r in requests]
+
+
 def test_stream_joins_to_the_answer_and_stop_strings_cut(engine):
     prompt = engine.build_prompt([("user", "<image>\nDescribe the image.")])
     params = SamplingParams(max_new_tokens=16)

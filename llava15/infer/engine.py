@@ -69,18 +69,26 @@ class Engine:
         return expanded
 
     def load_images(self, images: Sequence[ImageLike]) -> list[Image.Image]:
-        return [(image if isinstance(image, Image.Image) else load_image(image)).convert("RGB")
-                for image in images]
+        """RGB images; a PIL image already in RGB is passed on as is (the same object, so that
+        `pixel_values` sees a repeated image as one)."""
+        loaded = [image if isinstance(image, Image.Image) else load_image(image) for image in images]
+        return [image if image.mode == "RGB" else image.convert("RGB") for image in loaded]
 
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor | list[torch.Tensor] | None:
-        """(N,3,H,W) for one-view models; for AnyRes a list of per-image (1+tiles,3,S,S)."""
+        """(N,3,H,W) for one-view models; for AnyRes a list of per-image (1+tiles,3,S,S).
+        An image object given several times is preprocessed once."""
         if not images:
             return None
         dtype = next(self.model.parameters()).dtype
         if self.config.image_aspect_ratio == "anyres":
             return [process_anyres_image(image, self.image_config, list(self.config.image_grid_pinpoints))
                     .to(dtype) for image in images]
-        return process_images(list(images), self.image_config, self.config.image_aspect_ratio).to(dtype)
+        distinct = list({id(image): image for image in images}.values())
+        pixels = process_images(distinct, self.image_config, self.config.image_aspect_ratio).to(dtype)
+        if len(distinct) == len(images):
+            return pixels
+        slot = {id(image): i for i, image in enumerate(distinct)}
+        return pixels[[slot[id(image)] for image in images]]
 
     def image_cost(self, size: tuple[int, int] = (640, 480)) -> dict:
         """What one image of `size` (width, height) costs: prompt positions and encode time.
