@@ -81,30 +81,44 @@ def answer_questions(engine: Engine, questions: Sequence, image_root: Path, out_
     bar = progress(total=len(todo), desc=run.name) if progress else None
     with open(out_path, "a", encoding="utf-8") as out:
         for start in range(0, len(todo), batch_size):
-            batch, requests = [], []
-            for q in todo[start:start + batch_size]:
-                images = []
-                if q.image is not None:
-                    source = q.image if isinstance(q.image, bytes) else image_root / q.image
-                    try:
-                        images = [load_image(source)]
-                    except ImageError as e:
-                        run.errors.append({"question_id": q.question_id, "error": str(e)})
-                        continue
-                budget = q.max_new_tokens if max_new_tokens is None else min(max_new_tokens, q.max_new_tokens)
-                params = SamplingParams(max_new_tokens=budget, temperature=0.0)
-                prompt = build_question_prompt(engine.template, q.text, with_image=bool(images))
-                batch.append(q)
-                requests.append(Request(prompt, images, params))
+            chunk = todo[start:start + batch_size]
+            batch, requests = batch_requests(engine, chunk, image_root, run, max_new_tokens)
             answers = engine.generate(requests) if requests else []
             for q, text in zip(batch, answers):
                 out.write(json.dumps(answer_line(q, text, engine.model_id), ensure_ascii=False) + "\n")
                 run.answered += 1
             out.flush()
             if bar is not None:
-                bar.update(len(todo[start:start + batch_size]))
+                bar.update(len(chunk))
     if bar is not None:
         bar.close()
+
+
+def batch_requests(engine: Engine, questions: Sequence, image_root: Path, run: BenchmarkRun,
+                   max_new_tokens: int | None) -> tuple[list, list[Request]]:
+    """The questions that can be asked (their images load) and their requests; the others
+    become error rows in `run.errors`. An image file asked about several times in the batch
+    is read once (the engine then preprocesses and encodes it once)."""
+    batch, requests, loaded = [], [], {}
+    for q in questions:
+        images = []
+        if q.image is not None:
+            source = q.image if isinstance(q.image, bytes) else image_root / q.image
+            if source not in loaded:
+                try:
+                    loaded[source] = load_image(source)
+                except ImageError as e:
+                    loaded[source] = e
+            if isinstance(loaded[source], ImageError):
+                run.errors.append({"question_id": q.question_id, "error": str(loaded[source])})
+                continue
+            images = [loaded[source]]
+        budget = q.max_new_tokens if max_new_tokens is None else min(max_new_tokens, q.max_new_tokens)
+        params = SamplingParams(max_new_tokens=budget, temperature=0.0)
+        prompt = build_question_prompt(engine.template, q.text, with_image=bool(images))
+        batch.append(q)
+        requests.append(Request(prompt, images, params))
+    return batch, requests
 
 
 def merge_shards(out_dir: Path, world: int) -> Path:
