@@ -9,7 +9,7 @@ import torch
 from llava15.config import tiny
 from llava15.infer.embed import distinct_images, embed_batch
 from llava15.infer.generate import SamplingParams, generate, left_pad, prefill
-from llava15.infer.prefix import Span, plan_spans
+from llava15.infer.prefix import Span, plan_spans, position_keys
 from llava15.model.llava import Llava
 
 
@@ -39,8 +39,7 @@ def batch(model: Llava) -> tuple[list[list[int]], torch.Tensor]:
 
 
 def test_plan_spans_shares_the_system_text_and_each_image():
-    rows = [torch.tensor(x, dtype=torch.float32)[:, None] for x in
-            ([1, 2, 3, 7, 7, 4], [1, 2, 3, 7, 7, 5, 6], [1, 2, 3, 8, 8, 4], [1, 2, 3, 7, 7, 4])]
+    rows = [(1, 2, 3, 7, 7, 4), (1, 2, 3, 7, 7, 5, 6), (1, 2, 3, 8, 8, 4), (1, 2, 3, 7, 7, 4)]
     spans = plan_spans(rows, min_saved=1)
     assert spans[0] == Span((0, 1, 2, 3), 0, 3, 0)  # the system text, once
     assert Span((0, 1, 3), 3, 5, 1) in spans  # the shared image
@@ -53,9 +52,16 @@ def test_plan_spans_shares_the_system_text_and_each_image():
 
 
 def test_plan_spans_skips_sharing_that_saves_too_little():
-    rows = [torch.tensor(x, dtype=torch.float32)[:, None] for x in ([1, 2, 9], [1, 2, 8])]
+    rows = [(1, 2, 9), (1, 2, 8)]
     assert all(len(s.rows) == 1 for s in plan_spans(rows, min_saved=3))
     assert plan_spans(rows, min_saved=2)[0] == Span((0, 1), 0, 2, 0)
+
+
+def test_position_keys_tell_images_apart_by_their_pixels():
+    image = -200
+    prompts = [[5, image, image, 6], [5, image, image, 7], [image, image]]
+    assert position_keys(prompts, image, 2, [0, 1, 0]) == [(5, -1, -2, 6), (5, -3, -4, 7), (-1, -2)]
+    assert position_keys(prompts, image, 2, None) == [(5, -1, -2, 6), (5, -3, -4, 7), (-5, -6)]
 
 
 def test_repeated_images_are_encoded_once_and_embed_as_alone(model):
@@ -65,9 +71,9 @@ def test_repeated_images_are_encoded_once_and_embed_as_alone(model):
     calls = []
     hook = model.vision_tower.register_forward_hook(lambda m, args, out: calls.append(len(args[0])))
     with torch.inference_mode():
-        ours = embed_batch(model, input_ids, pixels)
+        ours, numbers = embed_batch(model, input_ids, pixels)
     hook.remove()
-    assert calls == [2]
+    assert calls == [2] and numbers == [0, 0, 1, 0]
     with torch.inference_mode():
         reference = model.embed_inputs(input_ids, pixels)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)

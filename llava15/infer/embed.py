@@ -36,14 +36,17 @@ def distinct_images(pixel_values: torch.Tensor) -> tuple[list[int], list[int]]:
 
 def embed_batch(model: Llava, input_ids: torch.Tensor,
                 pixel_values: torch.Tensor | list[torch.Tensor] | None,
-                image_sizes: list[tuple[int, int]] | None = None) -> torch.Tensor:
+                image_sizes: list[tuple[int, int]] | None = None,
+                ) -> tuple[torch.Tensor, list[int] | None]:
     """input_ids (B,T) with expanded image positions -> inputs_embeds (B,T,D), as
-    `model.embed_inputs`, with every distinct one-view image through the vision tower once."""
-    if not isinstance(pixel_values, torch.Tensor) or len(pixel_values) < 2:
-        return model.embed_inputs(input_ids, pixel_values, image_sizes)
+    `model.embed_inputs`, with every distinct one-view image through the vision tower once;
+    and for one-view images, each image's number among the distinct ones (equal numbers, equal
+    features), else None."""
+    if not isinstance(pixel_values, torch.Tensor):
+        return model.embed_inputs(input_ids, pixel_values, image_sizes), None
     firsts, inverse = distinct_images(pixel_values)
     if len(firsts) == len(pixel_values):
-        return model.embed_inputs(input_ids, pixel_values, image_sizes)
+        return model.embed_inputs(input_ids, pixel_values, image_sizes), inverse
     image_mask = input_ids == model.config.image_token_index
     n_positions, per_image = int(image_mask.sum()), model.config.num_image_tokens
     if n_positions != len(pixel_values) * per_image:
@@ -52,4 +55,5 @@ def embed_batch(model: Llava, input_ids: torch.Tensor,
                          f"{per_image} give {len(pixel_values) * per_image} features")
     features = model.encode_images(pixel_values[firsts])[inverse].flatten(0, 1)
     inputs_embeds = model.language_model.model.embed_tokens(input_ids.masked_fill(image_mask, 0))
-    return inputs_embeds.masked_scatter(image_mask.unsqueeze(-1), features.to(inputs_embeds.dtype))
+    return (inputs_embeds.masked_scatter(image_mask.unsqueeze(-1), features.to(inputs_embeds.dtype)),
+            inverse)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from llava15.infer.embed import embed_batch
-from llava15.infer.prefix import plan_spans, prefill_spans
+from llava15.infer.prefix import plan_spans, position_keys, prefill_spans
 from llava15.model.llama import KVCache
 from llava15.model.llava import Llava
 
@@ -127,9 +127,10 @@ def prefill(model: Llava, prompts: Sequence[Sequence[int]], pixel_values, image_
                        image_sizes=sizes).logits
         cache.length = width
         return logits, cache, attention_mask
-    inputs_embeds = embed_batch(model, input_ids, pixel_values, sizes)  # images of all rows at once
+    inputs_embeds, image_numbers = embed_batch(model, input_ids, pixel_values, sizes)  # all images at once
     rows = [inputs_embeds[row, width - len(prompt):] for row, prompt in enumerate(prompts)]
-    spans = plan_spans(rows)
+    spans = plan_spans(position_keys(prompts, model.config.image_token_index,
+                                     model.config.num_image_tokens, image_numbers))
     if any(len(span.rows) > 1 for span in spans):
         return prefill_spans(model, rows, spans, room)
     cache = KVCache.allocate(model.config.text, len(prompts), width + room, dtype, device)

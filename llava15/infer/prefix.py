@@ -2,12 +2,12 @@
 
 Evaluation batches repeat themselves: every prompt opens with the template's system text, and
 consecutive questions often ask about the same image, so with vicuna_v1 the system text and the
-image's positions are the same in several rows. The prompts form a prefix tree over their input
-embeddings (a radix tree: a span of positions is shared by a group of rows when its embedding
-vectors are equal in all of them); `plan_spans` cuts it into spans, and `prefill_spans` runs each
-span once and copies its keys and values into every row that holds it. A span's keys and values
-depend only on the positions before it, which the rows of its group share, so every row gets
-the keys, values and last logits it would get alone, up to float summation order (as any
+image's positions are the same in several rows. The prompts form a prefix tree (a radix tree:
+a span of positions is shared by a group of rows when its token ids, and its images' pixel
+values, are equal in all of them); `plan_spans` cuts it into spans, and `prefill_spans` runs
+each span once and copies its keys and values into every row that holds it. A span's keys and
+values depend only on the positions before it, which the rows of its group share, so every row
+gets the keys, values and last logits it would get alone, up to float summation order (as any
 batching gives).
 
 Layout. Spans run in rounds, round d holding the spans at depth d of the tree (the system text;
@@ -39,31 +39,38 @@ class Span:
     depth: int
 
 
-def common_length(prompts: Sequence[torch.Tensor], rows: Sequence[int], start: int, stop: int) -> int:
-    """How many positions from `start` (before `stop`) hold equal embeddings in all `rows`."""
-    if stop <= start:
-        return 0
-    block = torch.stack([prompts[r][start:stop] for r in rows])  # (n, L, D)
-    differs = (~(block == block[:1]).all(dim=2).all(dim=0)).nonzero()
-    return int(differs[0]) if len(differs) else stop - start
+def position_keys(prompts: Sequence[Sequence[int]], image_token_index: int, tokens_per_image: int,
+                  image_numbers: Sequence[int] | None) -> list[tuple[int, ...]]:
+    """Per prompt, one key per position: equal keys, equal input embeddings. Text positions
+    keep their token id (>= 0); image positions get -1 - (image number x tokens_per_image +
+    patch), where `image_numbers` (in prompt order) give equal images equal numbers; with
+    None (AnyRes) every image position gets a key of its own."""
+    keys, seen = [], 0  # image positions so far, in prompt order
+    for prompt in prompts:
+        row = []
+        for token in prompt:
+            if token != image_token_index:
+                row.append(token)
+                continue
+            if image_numbers is None:
+                row.append(-1 - seen)
+            else:
+                image, patch = divmod(seen, tokens_per_image)
+                row.append(-1 - (image_numbers[image] * tokens_per_image + patch))
+            seen += 1
+        keys.append(tuple(row))
+    return keys
 
 
-def group_rows(prompts: Sequence[torch.Tensor], rows: Sequence[int], position: int) -> list[list[int]]:
-    """`rows` grouped by their embedding at `position`, in order of first appearance."""
-    groups: list[tuple[torch.Tensor, list[int]]] = []
-    for row in rows:
-        vector = prompts[row][position]
-        for first, members in groups:
-            if torch.equal(first, vector):
-                members.append(row)
-                break
-        else:
-            groups.append((vector, [row]))
-    return [members for _, members in groups]
+def common_length(keys: Sequence[tuple[int, ...]], rows: Sequence[int], start: int, stop: int) -> int:
+    """How many positions from `start` (before `stop`) hold equal keys in all `rows`."""
+    parts = [keys[r][start:stop] for r in rows]
+    low, high = min(parts), max(parts)  # their common prefix is everyone's
+    return next((i for i, (a, b) in enumerate(zip(low, high)) if a != b), len(low))
 
 
-def plan_spans(prompts: Sequence[torch.Tensor], min_saved: int = 16) -> list[Span]:
-    """Cut prompts (each (T_r, D) input embeddings) into the spans of their prefix tree.
+def plan_spans(keys: Sequence[tuple[int, ...]], min_saved: int = 16) -> list[Span]:
+    """Cut prompts (`position_keys`) into the spans of their prefix tree.
 
     A span shared by n rows is kept only when it saves at least `min_saved` token positions
     ((n - 1) x its length): a round costs a forward call, which tiny shared spans do not repay.
@@ -73,20 +80,22 @@ def plan_spans(prompts: Sequence[torch.Tensor], min_saved: int = 16) -> list[Spa
 
     def split(rows: list[int], start: int, depth: int) -> None:
         if len(rows) == 1:
-            spans.append(Span((rows[0],), start, len(prompts[rows[0]]), depth))
+            spans.append(Span((rows[0],), start, len(keys[rows[0]]), depth))
             return
-        stop = min(len(prompts[r]) for r in rows) - 1  # each row keeps its last position
-        end = start + common_length(prompts, rows, start, stop)
+        stop = min(len(keys[r]) for r in rows) - 1  # each row keeps its last position
+        end = start + common_length(keys, rows, start, stop)
         if (len(rows) - 1) * (end - start) >= min_saved and end > start:
             spans.append(Span(tuple(rows), start, end, depth))
             start, depth = end, depth + 1
-        groups = group_rows(prompts, rows, end)
+        groups: dict[int, list[int]] = {}  # by the key where the rows part
+        for row in rows:
+            groups.setdefault(keys[row][end], []).append(row)
         if len(groups) == 1:  # equal up to the last position: each row ends alone
-            groups = [[row] for row in rows]
-        for group in groups:
+            groups = {row: [row] for row in rows}
+        for group in groups.values():
             split(group, start, depth)
 
-    split(list(range(len(prompts))), 0, 0)
+    split(list(range(len(keys))), 0, 0)
     return spans
 
 
