@@ -60,8 +60,11 @@ def test_plan_spans_skips_sharing_that_saves_too_little():
 def test_position_keys_tell_images_apart_by_their_pixels():
     image = -200
     prompts = [[5, image, image, 6], [5, image, image, 7], [image, image]]
-    assert position_keys(prompts, image, 2, [0, 1, 0]) == [(5, -1, -2, 6), (5, -3, -4, 7), (-1, -2)]
-    assert position_keys(prompts, image, 2, None) == [(5, -1, -2, 6), (5, -3, -4, 7), (-5, -6)]
+    input_ids, _ = left_pad(prompts, 0)
+    keys = position_keys(input_ids, [4, 4, 2], image, 2, [0, 1, 0])
+    assert keys == [(5, -1, -2, 6), (5, -3, -4, 7), (-1, -2)]
+    keys = position_keys(input_ids, [4, 4, 2], image, 2, None)  # AnyRes: never shared
+    assert keys == [(5, -1, -2, 6), (5, -3, -4, 7), (-5, -6)]
 
 
 def test_repeated_images_are_encoded_once_and_embed_as_alone(model):

@@ -127,10 +127,11 @@ def prefill(model: Llava, prompts: Sequence[Sequence[int]], pixel_values, image_
                        image_sizes=sizes).logits
         cache.length = width
         return logits, cache, attention_mask
-    inputs_embeds, image_numbers = embed_batch(model, input_ids, pixel_values, sizes)  # all images at once
+    inputs_embeds, numbers = embed_batch(model, input_ids, pixel_values, sizes)  # all images at once
     rows = [inputs_embeds[row, width - len(prompt):] for row, prompt in enumerate(prompts)]
-    spans = plan_spans(position_keys(prompts, model.config.image_token_index,
-                                     model.config.num_image_tokens, image_numbers))
+    config = model.config
+    spans = plan_spans(position_keys(input_ids, [len(p) for p in prompts], config.image_token_index,
+                                     config.num_image_tokens, numbers))
     if any(len(span.rows) > 1 for span in spans):
         return prefill_spans(model, rows, spans, room)
     cache = KVCache.allocate(model.config.text, len(prompts), width + room, dtype, device)

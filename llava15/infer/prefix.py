@@ -39,27 +39,24 @@ class Span:
     depth: int
 
 
-def position_keys(prompts: Sequence[Sequence[int]], image_token_index: int, tokens_per_image: int,
-                  image_numbers: Sequence[int] | None) -> list[tuple[int, ...]]:
-    """Per prompt, one key per position: equal keys, equal input embeddings. Text positions
-    keep their token id (>= 0); image positions get -1 - (image number x tokens_per_image +
-    patch), where `image_numbers` (in prompt order) give equal images equal numbers; with
-    None (AnyRes) every image position gets a key of its own."""
-    keys, seen = [], 0  # image positions so far, in prompt order
-    for prompt in prompts:
-        row = []
-        for token in prompt:
-            if token != image_token_index:
-                row.append(token)
-                continue
-            if image_numbers is None:
-                row.append(-1 - seen)
-            else:
-                image, patch = divmod(seen, tokens_per_image)
-                row.append(-1 - (image_numbers[image] * tokens_per_image + patch))
-            seen += 1
-        keys.append(tuple(row))
-    return keys
+def position_keys(input_ids: torch.Tensor, lengths: Sequence[int], image_token_index: int,
+                  tokens_per_image: int, image_numbers: Sequence[int] | None) -> list[tuple[int, ...]]:
+    """Per prompt (left-padded rows of `input_ids`, real `lengths`), one key per position:
+    equal keys, equal input embeddings. Text positions keep their token id (>= 0); image
+    positions get -1 - (image number x tokens_per_image + patch), where `image_numbers` (in
+    prompt order) give equal images equal numbers; with None (AnyRes) every image position
+    gets a key of its own."""
+    keys = input_ids.clone()
+    image = keys == image_token_index
+    seen = torch.arange(int(image.sum()), device=keys.device)  # image positions in prompt order
+    if image_numbers is None:
+        keys[image] = -1 - seen
+    else:
+        numbers = torch.tensor(image_numbers, device=keys.device)
+        image_of, patch = seen // tokens_per_image, seen % tokens_per_image
+        keys[image] = -1 - (numbers[image_of] * tokens_per_image + patch)
+    width = keys.shape[1]
+    return [tuple(row[width - n:]) for row, n in zip(keys.tolist(), lengths)]
 
 
 def common_length(keys: Sequence[tuple[int, ...]], rows: Sequence[int], start: int, stop: int) -> int:
