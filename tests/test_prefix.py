@@ -9,7 +9,7 @@ import torch
 from llava15.config import tiny
 from llava15.infer.embed import distinct_images, embed_batch
 from llava15.infer.generate import SamplingParams, generate, left_pad, prefill
-from llava15.infer.prefix import Span, plan_spans, position_keys
+from llava15.infer.prefix import Span, plan_spans, position_keys, sub_batches
 from llava15.model.llava import Llava
 
 
@@ -55,6 +55,14 @@ def test_plan_spans_skips_sharing_that_saves_too_little():
     rows = [(1, 2, 9), (1, 2, 8)]
     assert all(len(s.rows) == 1 for s in plan_spans(rows, min_saved=3))
     assert plan_spans(rows, min_saved=2)[0] == Span((0, 1), 0, 2, 0)
+
+
+def test_sub_batches_pad_only_where_a_call_costs_more():
+    spans = [Span((row,), 0, n, 0) for row, n in enumerate([20, 100, 18, 98, 19])]
+    lengths = lambda calls: [[s.end for s in call] for call in calls]  # noqa: E731
+    assert lengths(sub_batches(spans, call_cost=64)) == [[100, 98], [20, 19, 18]]
+    assert lengths(sub_batches(spans, call_cost=1000)) == [[100, 98, 20, 19, 18]]
+    assert lengths(sub_batches(spans, call_cost=0)) == [[100], [98], [20], [19], [18]]
 
 
 def test_position_keys_tell_images_apart_by_their_pixels():

@@ -108,20 +108,17 @@ def prefill(model: Llava, prompts: Sequence[Sequence[int]], pixel_values, image_
     position's logits (B,1,V), the cache (its `length` set) and the attention mask of its
     real positions (B, length).
 
-    One prompt, or equal-length prompts sharing nothing, run as one batch (one prompt exactly
-    as the official code runs it). Prompts sharing spans (the system text, a repeated image)
-    run each shared span once (`llava15.infer.prefix`). Left-padded prompts sharing nothing run
-    row by row on their real tokens only, writing into their columns of the shared cache: no
-    compute is spent on padding and each row is computed exactly as it would be alone; the
-    padding columns are zeroed so masked attention never multiplies uninitialised memory.
+    One prompt runs exactly as the official code runs it. Several run through
+    `llava15.infer.prefix`: what they share (the system text, a repeated image) once, each
+    image through the vision tower once, no compute on padding beyond what saves a call.
     """
     device = next(model.parameters()).device
-    dtype = model.language_model.model.embed_tokens.weight.dtype
-    sizes = list(image_sizes) if image_sizes else None
     input_ids, attention_mask = left_pad(prompts, pad_token_id)
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    sizes = list(image_sizes) if image_sizes else None
     width = input_ids.shape[1]
     if len(prompts) == 1:
+        dtype = model.language_model.model.embed_tokens.weight.dtype
         cache = KVCache.allocate(model.config.text, 1, width + room, dtype, device)
         logits = model(input_ids, pixel_values, attention_mask, cache=cache, logits_to_keep=1,
                        image_sizes=sizes).logits
@@ -132,23 +129,7 @@ def prefill(model: Llava, prompts: Sequence[Sequence[int]], pixel_values, image_
     config = model.config
     spans = plan_spans(position_keys(input_ids, [len(p) for p in prompts], config.image_token_index,
                                      config.num_image_tokens, numbers))
-    if any(len(span.rows) > 1 for span in spans):
-        return prefill_spans(model, rows, spans, room)
-    cache = KVCache.allocate(model.config.text, len(prompts), width + room, dtype, device)
-    if all(len(p) == width for p in prompts):
-        logits = model.language_model(inputs_embeds, attention_mask, cache=cache, logits_to_keep=1)
-    else:
-        per_row = []
-        for row, prompt in enumerate(prompts):
-            start = width - len(prompt)
-            for buffer in (*cache.keys, *cache.values):
-                buffer[row, :, :start].zero_()
-            view = KVCache([k[row:row + 1, :, start:] for k in cache.keys],
-                           [v[row:row + 1, :, start:] for v in cache.values])
-            per_row.append(model.language_model(rows[row][None], cache=view, logits_to_keep=1))
-        logits = torch.cat(per_row)
-    cache.length = width
-    return logits, cache, attention_mask
+    return prefill_spans(model, rows, spans, room)
 
 
 def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
