@@ -12,6 +12,8 @@ from llava15.data.conversation import (TEMPLATES, build_question_prompt, get_tem
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "text" / "prompts.json").read_text(encoding="utf-8"))
 OFFICIAL_KEY = {"chatml": "chatml_direct"}
+# Templates the official LLaVA-1.5 code does not have (no golden): checked elsewhere.
+NOT_OFFICIAL = {"smollm2"}  # test_smollm2_renders_chatml_blocks; tests/test_smol.py (its chat template)
 
 
 def _template(official_key: str):
@@ -39,9 +41,23 @@ def test_build_question_prompt_matches_model_vqa_loader(record):
 
 def test_every_template_is_covered_by_goldens():
     covered = {r["template"] for r in GOLDEN["render"]}
-    assert {OFFICIAL_KEY.get(k, k) for k in TEMPLATES} <= covered
+    assert {OFFICIAL_KEY.get(k, k) for k in TEMPLATES if k not in NOT_OFFICIAL} <= covered
     assert TEMPLATES["chatml"].system == TEMPLATES["chatml_direct"].system
     assert TEMPLATES["v1"].system == TEMPLATES["vicuna_v1"].system != TEMPLATES["llava_v1"].system
+
+
+def test_smollm2_renders_chatml_blocks():
+    # LLaVA-NeXT's CHATML rule written out by hand (SmolLM2's own chat template renders the same:
+    # tests/test_smol.py checks it against the packaged model's template).
+    template = get_template("smollm2")
+    system = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    assert render_prompt(template, [("user", "<image>\nHi?"), ("assistant", "Yes."), ("user", "And?"),
+                                    ("assistant", None)]) == (
+        system + "<|im_start|>user\n<image>\nHi?<|im_end|>\n<|im_start|>assistant\nYes.<|im_end|>\n"
+        "<|im_start|>user\nAnd?<|im_end|>\n<|im_start|>assistant\n")
+    assert build_question_prompt(template, "Q", True) == (
+        system + "<|im_start|>user\n<image>\nQ<|im_end|>\n<|im_start|>assistant\n")
+    assert template.stop_str == "<|im_end|>"
 
 
 def test_unknown_template_names_known_ones():

@@ -84,3 +84,11 @@ def test_bad_records_raise_clear_errors():
     with pytest.raises(ValueError, match="PLAIN"):
         encode_conversation([{"from": "human", "value": "no image"}, {"from": "gpt", "value": "b"}],
                             tok, get_template("plain"), False)
+
+
+def test_chatml_template_needs_a_chatml_tokenizer():
+    # The smollm2 template's labels (LLaVA-NeXT's preprocess_qwen) are checked with the real
+    # SmolLM2 tokenizer in tests/test_smol.py; a tokenizer without the chatml tokens is refused.
+    conv = [{"from": "human", "value": "Hi?"}, {"from": "gpt", "value": "Yes."}]
+    with pytest.raises(ValueError, match=r"<\|im_start\|> and <\|im_end\|>"):
+        encode_conversation(conv, TOKENIZERS[True], get_template("smollm2"), has_image=False)

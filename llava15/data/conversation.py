@@ -9,6 +9,9 @@ Layer 1, standard library only. A `Template` holds the same fields as the offici
 - PLAIN (`plain`, `v0_plain`): the texts glued to their separators, no system, no roles.
 - LLAMA_2 (`llava_llama_2`, `mistral_instruct`): ``[INST] ... [/INST]`` wrapping.
 - MPT (`chatml`, the official `chatml_direct`): ``<|im_start|>`` roles closed by ``<|im_end|>``.
+- CHATML (LLaVA-NeXT's style, `smollm2`): ``system + sep + "\n"``, then ``role + "\n" + text +
+  sep + "\n"``; a pending turn is ``role + "\n"``. Unlike MPT each block ends with a newline,
+  as chat models such as Qwen and SmolLM2 were trained (their own chat templates).
 
 Messages are ``(role, text)`` pairs with role ``"user"`` or ``"assistant"``, alternating and
 starting with the user. A falsy assistant text (None, as for generation, or "") renders as the
@@ -21,8 +24,8 @@ from dataclasses import dataclass
 
 DEFAULT_IMAGE_TOKEN = "<image>"  # also in llava15.config; repeated so this module stays stdlib-only
 
-SEP_TWO, SEP_PLAIN, SEP_LLAMA_2, SEP_MPT = "TWO", "PLAIN", "LLAMA_2", "MPT"
-SEPARATOR_STYLES = (SEP_TWO, SEP_PLAIN, SEP_LLAMA_2, SEP_MPT)
+SEP_TWO, SEP_PLAIN, SEP_LLAMA_2, SEP_MPT, SEP_CHATML = "TWO", "PLAIN", "LLAMA_2", "MPT", "CHATML"
+SEPARATOR_STYLES = (SEP_TWO, SEP_PLAIN, SEP_LLAMA_2, SEP_MPT, SEP_CHATML)
 ROLES = ("user", "assistant")
 
 
@@ -61,6 +64,8 @@ _LLAVA_LLAMA_2_SYSTEM = ("You are a helpful language and vision assistant. "
                          "You are able to understand the visual content that the user provides, "
                          "and assist the user with a variety of tasks using natural language.")
 _CHATML_ROLES = ("<|im_start|>user\n", "<|im_start|>assistant\n")
+# SmolLM2-Instruct's default system message (its chat template adds it when none is given).
+_SMOLLM2_SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
 
 def _vicuna(name: str, system: str) -> Template:
@@ -87,6 +92,10 @@ TEMPLATES: dict[str, Template] = {
                        SEP_MPT, "<|im_end|>", None, "mpt"),
     "chatml_direct": Template("chatml_direct", "<|im_start|>system\nAnswer the questions.",
                               _CHATML_ROLES, SEP_MPT, "<|im_end|>", None, "mpt"),
+    # LLaVA-NeXT's `qwen_1_5` layout (CHATML, version "qwen": trained by `preprocess_qwen`) with
+    # SmolLM2's system message: byte for byte what SmolLM2's own chat template renders.
+    "smollm2": Template("smollm2", _SMOLLM2_SYSTEM, ("<|im_start|>user", "<|im_start|>assistant"),
+                        SEP_CHATML, "<|im_end|>", None, "qwen"),
 }
 
 
@@ -125,6 +134,11 @@ def render_prompt(template: Template, messages: list[tuple[str, str | None]]) ->
         ret = template.system + template.sep
         for role, text in turns:
             ret += f"{role}{text}{template.sep}" if text else role
+        return ret
+    if style == SEP_CHATML:
+        ret = template.system + template.sep + "\n" if template.system else ""
+        for role, text in turns:
+            ret += f"{role}\n{text}{template.sep}\n" if text else f"{role}\n"
         return ret
     if style == SEP_PLAIN:
         seps = (template.sep, template.sep2)

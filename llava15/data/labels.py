@@ -3,7 +3,8 @@
 `encode_conversation` equals the official `preprocess_multimodal` (records with an image) then
 `preprocess` (`llava/train/train.py`) for one record: `preprocess_plain` for PLAIN templates,
 `preprocess_v1` for TWO (version "v1"), `preprocess_llama_2` for LLAMA_2 and `preprocess_mpt`
-for MPT. Ids keep one `IMAGE_TOKEN_INDEX` sentinel per image (see `expand_image_tokens`).
+for MPT; CHATML templates (version "qwen") follow LLaVA-NeXT's `preprocess_qwen` (`_encode_chatml`).
+Ids keep one `IMAGE_TOKEN_INDEX` sentinel per image (see `expand_image_tokens`).
 
 Labels are built twice:
 1. segment by segment: each assistant reply (from its leading space through the stop string)
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from llava15.config import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from llava15.data.conversation import (SEP_LLAMA_2, SEP_MPT, SEP_PLAIN, SEP_TWO, Template,
+from llava15.data.conversation import (SEP_CHATML, SEP_LLAMA_2, SEP_MPT, SEP_PLAIN, SEP_TWO, Template,
                                        preprocess_multimodal, render_prompt)
 from llava15.data.tokenizer import Tokenizer, tokenizer_image_token
 
@@ -75,6 +76,8 @@ def encode_conversation(conversations: list[dict], tokenizer: Tokenizer, templat
         conversations = preprocess_multimodal(conversations)
     if template.sep_style == SEP_PLAIN:
         return _encode_plain(conversations, tokenizer, template)
+    if template.sep_style == SEP_CHATML:
+        return _encode_chatml(conversations, tokenizer, template, has_image, model_max_length)
     if template.sep_style == SEP_TWO and not template.version.startswith("v1"):
         raise ValueError(f"template {template.name!r}: only version v1 TWO templates are supported")
     messages = _messages(conversations)
@@ -103,6 +106,44 @@ def _encode_plain(conversations: list[dict], tokenizer: Tokenizer, template: Tem
     input_ids = tokenizer_image_token(DEFAULT_IMAGE_TOKEN + conversations[1]["value"] + template.sep, tokenizer)
     n_masked = len(tokenizer_image_token(DEFAULT_IMAGE_TOKEN, tokenizer))
     labels = [IGNORE_INDEX] * min(n_masked, len(input_ids)) + input_ids[n_masked:]
+    return EncodedSample(input_ids, labels, False, True)
+
+
+def _encode_chatml(conversations: list[dict], tokenizer: Tokenizer, template: Template, has_image: bool,
+                   model_max_length: int) -> EncodedSample:
+    """LLaVA-NeXT's `preprocess_qwen` for one record (no length arithmetic, so no mismatch).
+
+    Each block (the system message, then each turn as ``role + "\n" + text + sep + "\n"``) is
+    tokenized on its own without special tokens, as `apply_chat_template` does per message; an
+    image sample's `<image>` splits the text as the added special token does there (one
+    sentinel, nothing around it dropped). Assistant blocks are targets, header included; then
+    every newline, `<|im_start|>` and `<|im_end|>` token is a target wherever it stands (the
+    official `unmask_tokens_idx`, whose 198 is Qwen's newline id). The system message is the
+    template's (`preprocess_qwen`'s default equals `qwen_1_5`'s). `segments_agree` is True:
+    this path has no second construction to compare with.
+    """
+    im_start, im_end = (tokenizer.added_tokens.get(t) for t in ("<|im_start|>", "<|im_end|>"))
+    if im_start is None or im_end is None:
+        raise ValueError(f"template {template.name!r} needs <|im_start|> and <|im_end|> as added tokens; "
+                         f"the tokenizer in {tokenizer.directory} does not have both")
+    unmasked = {im_start, im_end, *tokenizer.encode("\n", add_bos=False)}
+
+    def block(text: str) -> list[int]:
+        chunks = text.split(DEFAULT_IMAGE_TOKEN) if has_image else [text]
+        ids = tokenizer.encode(chunks[0], add_bos=False)
+        for chunk in chunks[1:]:
+            ids += [IMAGE_TOKEN_INDEX, *tokenizer.encode(chunk, add_bos=False)]
+        return ids
+
+    input_ids = block(template.system + template.sep + "\n") if template.system else []
+    labels = [IGNORE_INDEX] * len(input_ids)
+    for j, (role, text) in enumerate(_messages(conversations)):
+        ids = block(f"{template.roles[j % 2]}\n{text}{template.sep}\n")
+        input_ids += ids
+        labels += ids if role == "assistant" else [IGNORE_INDEX] * len(ids)
+    labels = [token if token in unmasked else label for token, label in zip(input_ids, labels)]
+    if not has_image:  # as the other paths: text-only samples are cut to model_max_length
+        input_ids, labels = input_ids[:model_max_length], labels[:model_max_length]
     return EncodedSample(input_ids, labels, False, True)
 
 
