@@ -79,12 +79,13 @@ class Engine:
         An image object given several times is preprocessed once."""
         if not images:
             return None
-        dtype = next(self.model.parameters()).dtype
+        weight = next(self.model.parameters())  # pixels go where the model is (a GPU too)
         if self.config.image_aspect_ratio == "anyres":
             return [process_anyres_image(image, self.image_config, list(self.config.image_grid_pinpoints))
-                    .to(dtype) for image in images]
+                    .to(weight.device, weight.dtype) for image in images]
         distinct = list({id(image): image for image in images}.values())
-        pixels = process_images(distinct, self.image_config, self.config.image_aspect_ratio).to(dtype)
+        pixels = process_images(distinct, self.image_config, self.config.image_aspect_ratio).to(
+            weight.device, weight.dtype)
         if len(distinct) == len(images):
             return pixels
         slot = {id(image): i for i, image in enumerate(distinct)}
