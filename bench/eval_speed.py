@@ -3,12 +3,18 @@ only mode) on the demo model, with identical answers required.
 
     .venv/bin/llava15 demo --out demo-out          # once, to have the demo model and world
     .venv/bin/python bench/eval_speed.py --demo-out demo-out [--benchmark pope] [--limit 160]
+
+Both batch sizes are warmed up first (the first forward calls pay one-off costs), then timed
+`--repeat` times, alternating, so that both see the same machine; the speed-up is the ratio of
+the median times. On a machine shared with other work, wall times swing from run to run: read
+the ratio of one invocation, not times across invocations.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +25,31 @@ from llava15.eval.benchmarks import BENCHMARKS
 from llava15.eval.harness import run_benchmark
 from llava15.infer.engine import load_engine
 
+BATCHES = (1, 16)
+
+
+def limited(module, limit: int):
+    """The benchmark module, cut to its first `limit` questions."""
+
+    class Limited:
+        OFFICIAL_ROOT, image_root = module.OFFICIAL_ROOT, getattr(module, "image_root", None)
+
+        @staticmethod
+        def load(d):
+            return module.load(d)[:limit]
+
+    return Limited
+
+
+def timed_run(module, name: str, engine, data_dir: Path, batch: int) -> tuple[float, list[str]]:
+    """Seconds to answer the questions at `batch`, and the answers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        run_benchmark(module, name, engine, data_dir, tmp, batch_size=batch)
+        seconds = time.perf_counter() - started
+        lines = (Path(tmp) / name / "answers.jsonl").read_text().splitlines()
+    return seconds, [json.loads(x)["text"] for x in lines]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -26,32 +57,30 @@ def main() -> None:
     parser.add_argument("--benchmark", default="pope")
     parser.add_argument("--limit", type=int, default=160, help="questions timed per batch size")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per batch size")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.demo_out)
     engine = load_engine(out / "finetune", conv_mode="vicuna_v1")
     module = BENCHMARKS[args.benchmark]
     data_dir = out / "data" / "eval" / Path(module.OFFICIAL_ROOT).name
-
-    class Limited:  # the benchmark module, cut to the first `limit` questions
-        OFFICIAL_ROOT, image_root = module.OFFICIAL_ROOT, module.image_root
-
-        @staticmethod
-        def load(d):
-            return module.load(d)[: args.limit]
-
-    answers, rates = {}, {}
-    for batch in (1, 16):
-        with tempfile.TemporaryDirectory() as tmp:
-            started = time.perf_counter()
-            run = run_benchmark(Limited, args.benchmark, engine, data_dir, tmp, batch_size=batch)
-            seconds = time.perf_counter() - started
-            lines = (Path(tmp) / args.benchmark / "answers.jsonl").read_text().splitlines()
-            answers[batch] = [json.loads(x)["text"] for x in lines]
-        rates[batch] = run.answered / seconds
-        print(f"batch {batch:>2}: {run.answered} questions in {seconds:.1f} s = {rates[batch]:.1f} q/s")
-    print(f"speed-up batch 16 / batch 1: {rates[16] / rates[1]:.2f}x; "
-          f"identical answers: {answers[1] == answers[16]}")
+    for batch in BATCHES:  # warm-up, untimed
+        timed_run(limited(module, 2 * batch), args.benchmark, engine, data_dir, batch)
+    questions = limited(module, args.limit)
+    seconds: dict[int, list[float]] = {batch: [] for batch in BATCHES}
+    answers: dict[int, list[str]] = {}
+    for _ in range(args.repeat):
+        for batch in BATCHES:
+            took, answers[batch] = timed_run(questions, args.benchmark, engine, data_dir, batch)
+            seconds[batch].append(took)
+    n = len(answers[1])
+    for batch in BATCHES:
+        median = statistics.median(seconds[batch])
+        runs = ", ".join(f"{s:.2f}" for s in seconds[batch])
+        print(f"batch {batch:>2}: {n} questions in {median:.2f} s = {n / median:.1f} q/s "
+              f"({1000 * median / n:.2f} ms a question; runs: {runs} s)")
+    ratio = statistics.median(seconds[1]) / statistics.median(seconds[16])
+    print(f"speed-up batch 16 / batch 1: {ratio:.2f}x; identical answers: {answers[1] == answers[16]}")
 
 
 if __name__ == "__main__":
