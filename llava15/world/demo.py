@@ -20,6 +20,7 @@ from pathlib import Path
 from llava15.world.stage0 import Stage0Config
 
 log = logging.getLogger("llava15.demo")
+TEMPLATES = {"tiny": "vicuna_v1", "smol": "smollm2"}  # recipe -> template of stage 2 and evaluation
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class DemoConfig:
     out: str = "demo-out"
     seed: int = 0
     scale: str = "demo"  # synth scale: "demo" (the README run) or "small" (CI smoke test)
+    recipe: str = "tiny"  # "tiny": stage 0 pretrains a tiny LLM; "smol": SmolLM2-135M (world/smol.py)
+    device: str = "cpu"  # stages 1-2 and evaluation: "cpu" or "cuda"
     stage0: Stage0Config = field(default_factory=Stage0Config)
     projector_type: str = "mlp2x_gelu"
     pretrain_batch: int = 32
@@ -39,6 +42,9 @@ class DemoConfig:
     response_format: bool = True  # False: strip the response-format prompts (ablation)
     model_max_length: int = 320
     eval_batch: int = 64
+    pretrain_fraction: float = 1.0  # share of the stage-1 captions trained on
+    micro_batch: int | None = None  # None: each batch at once; else gradient accumulation
+    eval_limit: int | None = None  # None: every held-out question
     # Ablation variants reuse the base run's world and backbones (and its stage-1 projector
     # when the projector type is the same) instead of training them again.
     shared_from: str = ""
@@ -112,9 +118,14 @@ def stage0(cfg: DemoConfig, out: Path, progress) -> dict:
     data, backbones = out / "data", out / "backbones"
     tok_dir = train_tokenizer(data / "train_text.txt", backbones / "tokenizer", cfg.stage0.vocab_size)
     tokenizer = load_tokenizer(tok_dir)
-    paragraphs = [p for p in (data / "train_text.txt").read_text().split("\n\n") if p.strip()]
-    llm = pretrain_llm(paragraphs, tokenizer, cfg.stage0, progress("stage 0 LLM", cfg.stage0.llm_steps))
-    save_llm_dir(llm, tok_dir, backbones / "llm")
+    if cfg.recipe == "smol":  # a real pretrained LLM instead of a tiny one
+        from llava15.world.smol import convert_smol_llm
+        llm_parameters = convert_smol_llm(backbones / "llm")
+    else:
+        paragraphs = [p for p in (data / "train_text.txt").read_text().split("\n\n") if p.strip()]
+        llm = pretrain_llm(paragraphs, tokenizer, cfg.stage0, progress("stage 0 LLM", cfg.stage0.llm_steps))
+        save_llm_dir(llm, tok_dir, backbones / "llm")
+        llm_parameters = sum(p.numel() for p in llm.parameters())
     size = cfg.stage0.vision.image_size
     image_config = ImageProcessorConfig(shortest_edge=size, crop_size=(size, size))
     records = json.loads((data / "pretrain.json").read_text())
@@ -122,7 +133,7 @@ def stage0(cfg: DemoConfig, out: Path, progress) -> dict:
                           [r["conversations"][1]["value"] for r in records], tokenizer,
                           image_config, cfg.stage0, progress("stage 0 CLIP", cfg.stage0.clip_steps))
     save_clip_dir(tower, image_config, backbones / "clip")
-    return {"llm_parameters": sum(p.numel() for p in llm.parameters()),
+    return {"llm_parameters": llm_parameters,
             "vision_parameters": sum(p.numel() for p in tower.parameters())}
 
 
@@ -136,15 +147,17 @@ def train_config(cfg: DemoConfig, out: Path, stage: str):
         path, adapter = data / "pretrain.json", ""
     else:
         recipe = dataclasses.replace(FINETUNE, lr=cfg.finetune_lr, global_batch_size=cfg.finetune_batch,
-                                     per_device_batch_size=cfg.finetune_batch, epochs=cfg.finetune_epochs)
+                                     per_device_batch_size=cfg.finetune_batch, epochs=cfg.finetune_epochs,
+                                     template=TEMPLATES[cfg.recipe])
         path, adapter = finetune_data(cfg), str(cfg.pretrain_dir() / "mm_projector.bin")
     return TrainConfig(
         stage=recipe, out=str(out / stage), seed=cfg.seed, llm=str(cfg.backbones_dir() / "llm"),
         vision_tower=str(cfg.backbones_dir() / "clip"), pretrain_mm_mlp_adapter=adapter,
         mm_projector_type=cfg.projector_type, gradient_checkpointing=False, save_steps=10_000,
+        micro_batch_size=cfg.micro_batch, device=cfg.device,
         data=DataConfig(path=str(path), image_folder=str(data / "images"), num_workers=0,
                         model_max_length=cfg.model_max_length,
-                        subsample=cfg.finetune_fraction if stage == "finetune" else 1.0),
+                        subsample=cfg.finetune_fraction if stage == "finetune" else cfg.pretrain_fraction),
     ).validate()
 
 
@@ -152,7 +165,7 @@ def stage_train(cfg: DemoConfig, out: Path, stage: str) -> dict:
     from llava15.train.distributed import init_runtime, shutdown
     from llava15.train.loop import train
 
-    runtime = init_runtime(0, 1, 0, "cpu")
+    runtime = init_runtime(0, 1, 0, cfg.device)
     try:
         trained = train(train_config(cfg, out, stage), runtime)
     finally:
@@ -166,10 +179,12 @@ def stage_evaluate(cfg: DemoConfig, out: Path) -> dict:
     from llava15.infer.engine import load_engine
     from llava15.world.suite import answer_suite, summarize, write_records
 
-    engine = load_engine(out / "finetune", conv_mode="vicuna_v1")
+    engine = load_engine(out / "finetune", conv_mode=TEMPLATES[cfg.recipe])
+    engine.model.to(cfg.device)
     results = {}
     for name, blind in (("model", False), ("blind", True)):
         records = answer_suite(engine, cfg.data_dir() / "eval", blind=blind, batch_size=cfg.eval_batch,
+                               limit=cfg.eval_limit,
                                progress=lambda total, n=name: tqdm(total=total, desc=f"suite ({n})",
                                                                    unit="q"))
         write_records(records, out / f"suite_{name}.jsonl")

@@ -37,10 +37,11 @@ def load_suite(eval_dir: str | Path) -> tuple[list, dict[str, str], dict[object,
 
 
 def answer_suite(engine: Engine, eval_dir: str | Path, blind: bool = False, batch_size: int = 32,
-                 max_new_tokens: int = 16, progress=None) -> list[dict]:
+                 max_new_tokens: int = 16, progress=None, limit: int | None = None) -> list[dict]:
     """One record per question: id, type, answer, accuracy. `blind` replaces every image by a
-    uniform gray one of the same size."""
+    uniform gray one of the same size. `limit`: only the first questions (the file mixes types)."""
     questions, types, references = load_suite(eval_dir)
+    questions = questions[:limit]
     root = vqav2.image_root(Path(eval_dir) / "vqav2")
     params = SamplingParams(max_new_tokens=max_new_tokens)
     records = []
