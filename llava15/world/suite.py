@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -42,12 +43,30 @@ def answer_suite(engine: Engine, eval_dir: str | Path, blind: bool = False, batc
     uniform gray one of the same size. `limit`: only the first questions (the file mixes types)."""
     questions, types, references = load_suite(eval_dir)
     questions = questions[:limit]
-    root = vqav2.image_root(Path(eval_dir) / "vqav2")
+    items = [SuiteItem(q.question_id, q.image, q.text, types[str(q.question_id)],
+                       references[q.question_id]) for q in questions]
+    return answer_items(engine, items, vqav2.image_root(Path(eval_dir) / "vqav2"), blind,
+                        batch_size, max_new_tokens, progress)
+
+
+@dataclass(frozen=True)
+class SuiteItem:
+    question_id: object
+    image: str            # relative to the image root
+    text: str             # the question with its response-format prompt
+    type: str
+    references: list[str]  # the reference answers (ten for VQAv2; one repeated elsewhere)
+
+
+def answer_items(engine: Engine, items: list[SuiteItem], root: Path, blind: bool = False,
+                 batch_size: int = 32, max_new_tokens: int = 16, progress=None) -> list[dict]:
+    """Greedy answers in batches, each scored as the official VQAv2 pipeline scores: the
+    EvalAI answer processor (convert_vqav2_for_submission.py), then the VQA accuracy."""
     params = SamplingParams(max_new_tokens=max_new_tokens)
     records = []
-    bar = progress(total=len(questions)) if progress else None
-    for start in range(0, len(questions), batch_size):
-        batch = questions[start:start + batch_size]
+    bar = progress(total=len(items)) if progress else None
+    for start in range(0, len(items), batch_size):
+        batch = items[start:start + batch_size]
         requests = []
         for q in batch:
             image = Image.open(root / q.image).convert("RGB")
@@ -56,12 +75,8 @@ def answer_suite(engine: Engine, eval_dir: str | Path, blind: bool = False, batc
             prompt = build_question_prompt(engine.template, q.text, with_image=True)
             requests.append(Request(prompt, [image], params))
         for q, answer in zip(batch, engine.generate(requests)):
-            records.append({"question_id": q.question_id, "type": types[str(q.question_id)],
-                            "answer": answer,
-                            # as the official VQAv2 pipeline: the EvalAI answer processor
-                            # (convert_vqav2_for_submission.py), then the VQA accuracy
-                            "accuracy": vqaeval_accuracy(normalize_answer(answer),
-                                                         references[q.question_id])})
+            records.append({"question_id": q.question_id, "type": q.type, "answer": answer,
+                            "accuracy": vqaeval_accuracy(normalize_answer(answer), q.references)})
         if bar is not None:
             bar.update(len(batch))
     if bar is not None:

@@ -1,0 +1,124 @@
+"""The high-resolution question set (issue 7): details that a 64-pixel view cannot resolve.
+
+An HD image is four ordinary scenes, each drawn at the tower's own resolution and pasted as the
+quadrants of one image twice that size. Every question is about one quadrant ("the top left
+part") and about what needs the quadrant's full resolution: the word written there, the shape
+of an object, how many objects of a shape it holds. The base model sees the whole image
+resized to the tower's input, so each quadrant at half resolution (words about 6 pixels high);
+LLaVA-1.5-HD / AnyRes with a 2x2 grid encodes each quadrant as a tile at full resolution, plus
+the downsampled global view.
+
+`synthesize_hd(out_dir)` writes, deterministically for a seed:
+- `images/hd/*.png`: the HD images (training and held-out, never the same scene twice);
+- `hd_finetune.json`: short-answer training conversations in the `llava_v1_5_mix665k.json`
+  format (two or three questions an image, with the response-format prompt);
+- `hd_eval.jsonl`: held-out questions in the `model_vqa_loader` format (`question_id`, `image`,
+  `text`) plus `answer` and `type`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+from llava15.world.synth import prompts as P
+from llava15.world.synth.draw import render, save
+from llava15.world.synth.files import SceneSource, rng_for
+from llava15.world.synth.language import refer
+from llava15.world.synth.scene import Scene
+from llava15.world.synth.vocab import PLURALS, WORDS
+
+QUADRANTS: tuple[str, ...] = ("top left", "top right", "bottom left", "bottom right")
+HD_TYPES: tuple[str, ...] = ("hd_ocr", "hd_shape", "hd_count")
+
+QA = tuple[str, str, str]  # (question without suffix, answer, type)
+
+
+def compose(scenes: tuple[Scene, Scene, Scene, Scene], tile: int) -> Image.Image:
+    """The four scenes as the quadrants (in `QUADRANTS` order) of a `2*tile` square image."""
+    image = Image.new("RGB", (2 * tile, 2 * tile))
+    for i, scene in enumerate(scenes):
+        image.paste(render(scene, tile), ((i % 2) * tile, (i // 2) * tile))
+    return image
+
+
+def ask_word(scene: Scene, where: str, rng: random.Random) -> QA | None:
+    if scene.word is None:
+        return None
+    return (f"What word is written in the {where} part of the image?", scene.word.text, "hd_ocr")
+
+
+def ask_shape(scene: Scene, where: str, rng: random.Random) -> QA | None:
+    objects = list(scene.objects)
+    rng.shuffle(objects)
+    for obj in objects:
+        ref = refer(scene, obj, frozenset({"shape"}))
+        if ref is not None:
+            return (f"What shape is the {ref} in the {where} part of the image?", obj.shape,
+                    "hd_shape")
+    return None
+
+
+def ask_count(scene: Scene, where: str, rng: random.Random) -> QA | None:
+    shape = rng.choice(sorted({o.shape for o in scene.objects}))
+    return (f"How many {PLURALS[shape]} are in the {where} part of the image?",
+            str(scene.count(shape)), "hd_count")
+
+
+ASKERS: tuple[Callable[[Scene, str, random.Random], QA | None], ...] = (ask_word, ask_shape, ask_count)
+
+
+def questions_for(scenes: tuple[Scene, ...], rng: random.Random, n: int) -> list[QA]:
+    """Up to `n` questions of distinct text about random quadrants, types in rotation."""
+    out: list[QA] = []
+    for attempt in range(4 * n):
+        if len(out) == n:
+            break
+        quadrant = rng.randrange(4)
+        qa = ASKERS[(len(out) + attempt) % len(ASKERS)](scenes[quadrant], QUADRANTS[quadrant], rng)
+        if qa is not None and all(qa[0] != o[0] for o in out):
+            out.append(qa)
+    return out
+
+
+def _scenes(source: SceneSource) -> tuple[Scene, Scene, Scene, Scene]:
+    # Two quadrants carry a word, so every image can be asked to read one.
+    return tuple(source.draw(word=i < 2) for i in range(4))  # type: ignore[return-value]
+
+
+def synthesize_hd(out_dir: str | Path, *, seed: int = 0, train_images: int = 600,
+                  eval_images: int = 100, tile: int = 64) -> dict:
+    """Write the HD set under `out_dir` (see the module docstring); returns its manifest."""
+    out = Path(out_dir)
+    seen: set[str] = set()
+    manifest: dict = {"tile": tile, "image_size": 2 * tile, "types": list(HD_TYPES)}
+    train, rng = [], rng_for(seed, "hd", "train")
+    source = SceneSource(rng, seen, WORDS)
+    for i in range(train_images):
+        scenes = _scenes(source)
+        image = f"hd/train_{i:05d}.png"
+        save(compose(scenes, tile), out / "images" / image)
+        conversations = []
+        for k, (question, answer, _) in enumerate(questions_for(scenes, rng, rng.choice((2, 3)))):
+            human = P.with_suffix(question, P.SHORT_ANSWER)
+            conversations += [{"from": "human", "value": f"{P.IMAGE}\n{human}" if k == 0 else human},
+                              {"from": "gpt", "value": answer}]
+        train.append({"id": f"hd{i:05d}", "image": image, "conversations": conversations})
+    (out / "hd_finetune.json").write_text(json.dumps(train, indent=1) + "\n")
+    rows, rng = [], rng_for(seed, "hd", "eval")
+    source = SceneSource(rng, seen, WORDS)
+    for i in range(eval_images):
+        scenes = _scenes(source)
+        image = f"hd/eval_{i:05d}.png"
+        save(compose(scenes, tile), out / "images" / image)
+        for question, answer, qtype in questions_for(scenes, rng, 3):
+            rows.append({"question_id": len(rows), "image": image,
+                         "text": P.with_suffix(question, P.SHORT_ANSWER),
+                         "answer": answer, "type": qtype})
+    (out / "hd_eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest.update(train_samples=len(train), eval_questions=len(rows))
+    return manifest

@@ -1,0 +1,46 @@
+"""The high-resolution question set: four scenes as the quadrants of one image, questions about
+one quadrant whose answers are read off that quadrant's scene."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from llava15.world.synth.draw import render
+from llava15.world.synth.hd import HD_TYPES, QUADRANTS, compose, synthesize_hd
+from llava15.world.synth.vocab import SHAPES, WORDS
+
+
+def test_quadrants_are_the_scenes_at_full_resolution():
+    import random
+
+    from llava15.world.synth.scene import random_scene
+
+    rng = random.Random(0)
+    scenes = tuple(random_scene(rng, words=WORDS) for _ in range(4))
+    image = compose(scenes, 64)
+    assert image.size == (128, 128)
+    for i, scene in enumerate(scenes):
+        box = ((i % 2) * 64, (i // 2) * 64, (i % 2) * 64 + 64, (i // 2) * 64 + 64)
+        assert list(image.crop(box).getdata()) == list(render(scene, 64).getdata()), QUADRANTS[i]
+
+
+def test_files_answers_and_determinism(tmp_path):
+    manifest = synthesize_hd(tmp_path / "a", seed=3, train_images=12, eval_images=6)
+    synthesize_hd(tmp_path / "b", seed=3, train_images=12, eval_images=6)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for name in ("hd_finetune.json", "hd_eval.jsonl"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    train = json.loads((a / "hd_finetune.json").read_text())
+    rows = [json.loads(line) for line in (a / "hd_eval.jsonl").read_text().splitlines()]
+    assert len(train) == 12 and manifest["eval_questions"] == len(rows) > 0
+    assert {r["image"] for r in rows}.isdisjoint({t["image"] for t in train})
+    assert train[0]["conversations"][0]["value"].startswith("<image>\n")
+    for r in rows:
+        assert r["type"] in HD_TYPES
+        assert r["text"].endswith("\nAnswer the question using a single word or phrase.")
+        assert any(f"the {q} part" in r["text"] for q in QUADRANTS)
+        valid = {"hd_ocr": set(WORDS), "hd_shape": set(SHAPES), "hd_count": {"1", "2", "3", "4"}}
+        assert r["answer"] in valid[r["type"]], r
+        assert Image.open(a / "images" / r["image"]).size == (128, 128)
