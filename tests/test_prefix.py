@@ -95,12 +95,13 @@ def test_shared_prefill_gives_each_row_its_logits_alone(model):
     prompts, pixels = batch(model)
     images = [[0], [1], [2], [3], []]
     with torch.inference_mode():
-        logits, cache, mask = prefill(model, prompts, pixels, None, 0, room=4)
+        logits, cache, mask, order = prefill(model, prompts, pixels, None, 0, room=4)
+        assert sorted(order) == list(range(len(prompts)))
         assert cache.length == mask.shape[1] and int(mask.sum()) == sum(map(len, prompts))
-        for row, prompt in enumerate(prompts):
-            alone, _, _ = prefill(model, [prompt], pixels[images[row]] if images[row] else None,
-                                  None, 0, room=4)
-            torch.testing.assert_close(logits[row], alone[0], rtol=0, atol=1e-5)
+        for slot, row in enumerate(order):
+            own = pixels[images[row]] if images[row] else None
+            alone = prefill(model, [prompts[row]], own, None, 0, room=4)[0]
+            torch.testing.assert_close(logits[slot], alone[0], rtol=0, atol=1e-5)
 
 
 def test_shared_prefix_batch_decodes_the_tokens_of_each_prompt_alone(model):

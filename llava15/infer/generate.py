@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from llava15.infer.embed import embed_batch
+from llava15.infer.fuse import fuse_projections, widening_column_major
 from llava15.infer.prefix import plan_spans, position_keys, prefill_spans
 from llava15.model.llama import KVCache
 from llava15.model.llava import Llava
@@ -48,17 +49,20 @@ class ContextLengthError(ValueError):
 
 
 def use_fast_weight_layout(model: torch.nn.Module) -> None:
-    """Store every widening Linear weight (out > in, e.g. lm_head, gate/up) column-major.
+    """Store every widening Linear weight (out > in, e.g. lm_head, gate/up) column-major, then
+    fuse each decoder layer's q/k/v and gate/up projections (`llava15.infer.fuse`).
 
     Same shape, same values, transposed strides: `F.linear` then runs as x @ W^T on a
     contiguous W^T, which this CPU's BLAS does up to 2.5x faster at decode batch sizes (lm_head
     of 32000 x 512 at batch 1: 5.2 ms -> 2.1 ms; see bench/generate_speed.py). Results change
-    only by float summation order. Meant for inference; `state_dict()` values are unchanged.
+    only by float summation order. Meant for inference, after the model is on its device and
+    dtype; `state_dict()` names and values are unchanged.
     """
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.Linear) and module.out_features > module.in_features:
-                module.weight.data = module.weight.data.t().contiguous().t()
+                module.weight.data = widening_column_major(module.weight.data)
+    fuse_projections(model)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,10 +107,11 @@ def sample_next(logits: torch.Tensor, params: Sequence[SamplingParams],
 
 
 def prefill(model: Llava, prompts: Sequence[Sequence[int]], pixel_values, image_sizes,
-            pad_token_id: int, room: int) -> tuple[torch.Tensor, KVCache, torch.Tensor]:
+            pad_token_id: int, room: int) -> tuple[torch.Tensor, KVCache, torch.Tensor, list[int]]:
     """Run the prompts into a new cache with `room` columns to decode into; return the last
     position's logits (B,1,V), the cache (its `length` set) and the attention mask of its
-    real positions (B, length).
+    real positions (B, length), all in the cache's row order, and that order (the prompt of
+    each cache row).
 
     One prompt runs exactly as the official code runs it. Several run through
     `llava15.infer.prefix`: what they share (the system text, a repeated image) once, each
@@ -123,7 +128,7 @@ def prefill(model: Llava, prompts: Sequence[Sequence[int]], pixel_values, image_
         logits = model(input_ids, pixel_values, attention_mask, cache=cache, logits_to_keep=1,
                        image_sizes=sizes).logits
         cache.length = width
-        return logits, cache, attention_mask
+        return logits, cache, attention_mask, [0]
     inputs_embeds, numbers = embed_batch(model, input_ids, pixel_values, sizes)  # all images at once
     rows = [inputs_embeds[row, width - len(prompt):] for row, prompt in enumerate(prompts)]
     config = model.config
@@ -165,9 +170,9 @@ def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
     device = next(model.parameters()).device
     eos = torch.tensor(sorted(set(eos_token_ids)), device=device, dtype=torch.long)
     with torch.inference_mode():
-        logits, cache, attention_mask = prefill(model, prompts, pixel_values, image_sizes,
-                                                pad_token_id, max(budget))
-        rows = list(range(len(prompts)))  # original row of each live batch row
+        logits, cache, attention_mask, rows = prefill(model, prompts, pixel_values, image_sizes,
+                                                      pad_token_id, max(budget))
+        # `rows`: the prompt of each live batch row
         produced: list[list[int]] = [[] for _ in prompts]
         while rows:
             next_tokens = sample_next(logits[:, -1], [per_row[r] for r in rows],

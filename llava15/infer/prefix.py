@@ -118,36 +118,59 @@ def sub_batches(spans: Sequence[Span], call_cost: int = CALL_COST) -> list[list[
 
 
 def prefill_spans(model: Llava, prompts: Sequence[torch.Tensor], spans: Sequence[Span],
-                  room: int) -> tuple[torch.Tensor, KVCache, torch.Tensor]:
+                  room: int) -> tuple[torch.Tensor, KVCache, torch.Tensor, list[int]]:
     """Run `plan_spans`' spans round by round into a new cache with `room` more columns.
 
-    Returns the last position's logits of every prompt (B,1,V), the cache (its `length` set)
-    and the attention mask (B, length) of the real positions.
+    Returns, in the cache's row order, the last position's logits of every prompt (B,1,V),
+    the cache (its `length` set) and the attention mask (B, length) of the real positions;
+    and that order (the prompt of each cache row). The rows of a call made only of rows' own
+    spans sit side by side in that order, so the call runs in place in the cache.
     """
     first = prompts[0]
     bands = [0]  # round d writes columns [bands[d], bands[d + 1])
     for depth in range(max(s.depth for s in spans) + 1):
         bands.append(bands[-1] + max(s.end - s.start for s in spans if s.depth == depth))
+    calls = [sub_batches([s for s in spans if s.depth == depth]) for depth in range(len(bands) - 1)]
+    alone = [call for depth in calls for call in depth if all(len(s.rows) == 1 for s in call)]
+    order = [s.rows[0] for call in alone for s in call]  # a row's own span is in one call only
+    order += sorted(set(range(len(prompts))) - set(order))
+    slot = {row: i for i, row in enumerate(order)}
+    prompts = [prompts[row] for row in order]
     config = model.language_model.config
     cache = KVCache.allocate(config, len(prompts), bands[-1] + room, first.dtype, first.device)
     for buffer in (*cache.keys, *cache.values):  # gaps hold zeros: 0 weight x NaN would be NaN
         buffer[:, :, :bands[-1]] = 0
     real = torch.zeros((len(prompts), bands[-1]), dtype=torch.bool, device=first.device)
     logits: dict[int, torch.Tensor] = {}
-    for depth, low in enumerate(bands[:-1]):
-        for todo in sub_batches([s for s in spans if s.depth == depth]):
-            run, mask = run_round(model, prompts, todo, cache, real, low, logits)
-            spread(todo, run, mask, cache, real, low)
+    for low, depth_calls in zip(bands, calls):
+        for call in depth_calls:
+            todo = sorted((Span(tuple(slot[row] for row in s.rows), s.start, s.end, s.depth)
+                           for s in call), key=lambda s: s.rows)  # in cache rows
+            rows = in_place(todo)
+            run, mask = run_round(model, prompts, todo, cache, real, low, logits, rows)
+            if rows is None:
+                spread(todo, run, mask, cache, real, low)
+            else:  # the call wrote its keys and values into the cache itself
+                real[rows.start:rows.stop, low:mask.shape[1]] = mask[:, low:]
     cache.length = bands[-1]
-    return torch.stack([logits[row] for row in range(len(prompts))])[:, None], cache, real
+    return torch.stack([logits[i] for i in range(len(prompts))])[:, None], cache, real, order
+
+
+def in_place(todo: Sequence[Span]) -> range | None:
+    """The cache rows of a call made only of rows' own spans, side by side; else None."""
+    rows = [s.rows[0] for s in todo]
+    if any(len(s.rows) > 1 for s in todo) or rows != list(range(rows[0], rows[0] + len(rows))):
+        return None
+    return range(rows[0], rows[0] + len(rows))
 
 
 def run_round(model: Llava, prompts: Sequence[torch.Tensor], todo: Sequence[Span], cache: KVCache,
-              real: torch.Tensor, low: int,
-              logits: dict[int, torch.Tensor]) -> tuple[KVCache, torch.Tensor]:
+              real: torch.Tensor, low: int, logits: dict[int, torch.Tensor],
+              rows: range | None = None) -> tuple[KVCache, torch.Tensor]:
     """One forward call: each span as one batch row (right-padded to the longest) at column
-    `low`, after the keys and values of its first row's earlier spans. Returns the call's cache
-    and attention mask; the last logits of rows whose prompt ends here go into `logits`."""
+    `low`, after the keys and values of its first row's earlier spans: in the cache's `rows`
+    themselves, else in a cache of the call's own. Returns the call's cache and attention
+    mask; the last logits of rows whose prompt ends here go into `logits`."""
     first, reps = prompts[0], [s.rows[0] for s in todo]
     width = max(s.end - s.start for s in todo)
     x = first.new_zeros((len(todo), width, first.shape[-1]))
@@ -156,9 +179,13 @@ def run_round(model: Llava, prompts: Sequence[torch.Tensor], todo: Sequence[Span
         x[i, :s.end - s.start] = prompts[s.rows[0]][s.start:s.end]
         mask[i, low:low + s.end - s.start] = True
     config = model.language_model.config
-    run = KVCache.allocate(config, len(todo), low + width, first.dtype, first.device)
-    run.length = low
-    if low:
+    if rows is not None:
+        run = KVCache([k[rows.start:rows.stop, :, :low + width] for k in cache.keys],
+                      [v[rows.start:rows.stop, :, :low + width] for v in cache.values], low)
+    else:
+        run = KVCache.allocate(config, len(todo), low + width, first.dtype, first.device)
+        run.length = low
+    if low and rows is None:
         index = torch.tensor(reps, device=first.device)
         for ours, theirs in zip((*cache.keys, *cache.values), (*run.keys, *run.values)):
             theirs[:, :, :low] = ours[:, :, :low].index_select(0, index)
