@@ -29,13 +29,13 @@ def ids(seed: int, n: int) -> list[int]:
 
 
 def batch(model: Llava) -> tuple[list[list[int]], torch.Tensor]:
-    """An evaluation-like batch: one system text; images 0, 0, 1, 0 (rows 0, 1 and 3 share
+    """An evaluation-like batch: one system text; images 0, 0, 1, 0, 0, 0 (five rows share
     theirs); questions of different lengths, one asked twice (rows 0 and 3); a text-only row."""
-    system, image = ids(0, 9), [model.config.image_token_index] * model.config.num_image_tokens
-    questions = [ids(1, 5), ids(2, 8), ids(3, 5), ids(1, 5)]
+    system, image = ids(0, 20), [model.config.image_token_index] * model.config.num_image_tokens
+    questions = [ids(1, 5), ids(2, 8), ids(3, 5), ids(1, 5), ids(6, 3), ids(7, 30)]
     prompts = [system + image + q for q in questions] + [system + ids(4, 6)]
     pictures = torch.randn(2, 3, 28, 28, generator=torch.Generator().manual_seed(5))
-    return prompts, pictures[[0, 0, 1, 0]]
+    return prompts, pictures[[0, 0, 1, 0, 0, 0]]
 
 
 def test_plan_spans_shares_the_system_text_and_each_image():
@@ -77,23 +77,23 @@ def test_position_keys_tell_images_apart_by_their_pixels():
 
 def test_repeated_images_are_encoded_once_and_embed_as_alone(model):
     prompts, pixels = batch(model)
-    assert distinct_images(pixels) == ([0, 2], [0, 0, 1, 0])
-    input_ids, _ = left_pad(prompts[:4], 0)
+    assert distinct_images(pixels) == ([0, 2], [0, 0, 1, 0, 0, 0])
+    input_ids, _ = left_pad(prompts[:6], 0)
     calls = []
     hook = model.vision_tower.register_forward_hook(lambda m, args, out: calls.append(len(args[0])))
     with torch.inference_mode():
         ours, numbers = embed_batch(model, input_ids, pixels)
     hook.remove()
-    assert calls == [2] and numbers == [0, 0, 1, 0]
+    assert calls == [2] and numbers == [0, 0, 1, 0, 0, 0]
     with torch.inference_mode():
         reference = model.embed_inputs(input_ids, pixels)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
-    assert torch.equal(ours[0, -len(prompts[0]):][9:25], ours[1, -len(prompts[1]):][9:25])
+    assert torch.equal(ours[0, -len(prompts[0]):][20:36], ours[1, -len(prompts[1]):][20:36])
 
 
 def test_shared_prefill_gives_each_row_its_logits_alone(model):
     prompts, pixels = batch(model)
-    images = [[0], [1], [2], [3], []]
+    images = [[0], [1], [2], [3], [4], [5], []]
     with torch.inference_mode():
         logits, cache, mask, order = prefill(model, prompts, pixels, None, 0, room=4)
         assert sorted(order) == list(range(len(prompts)))
@@ -108,7 +108,7 @@ def test_shared_prefix_batch_decodes_the_tokens_of_each_prompt_alone(model):
     prompts, pixels = batch(model)
     params = SamplingParams(max_new_tokens=12)
     together = generate(model, prompts, pixels, params, eos_token_ids=[])
-    rows_images = [[0], [1], [2], [3], []]
+    rows_images = [[0], [1], [2], [3], [4], [5], []]
     for row, prompt in enumerate(prompts):
         own = pixels[rows_images[row]] if rows_images[row] else None
         assert together[row] == generate(model, [prompt], own, params, eos_token_ids=[])[0], row

@@ -71,12 +71,12 @@ def common_length(keys: Sequence[tuple[int, ...]], rows: Sequence[int], start: i
     return next((i for i, (a, b) in enumerate(zip(low, high)) if a != b), len(low))
 
 
-def plan_spans(keys: Sequence[tuple[int, ...]], min_saved: int = 16) -> list[Span]:
+def plan_spans(keys: Sequence[tuple[int, ...]], min_saved: int = CALL_COST) -> list[Span]:
     """Cut prompts (`position_keys`) into the spans of their prefix tree.
 
-    A span shared by n rows is kept only when it saves at least `min_saved` token positions
-    ((n - 1) x its length): a round costs a forward call, which tiny shared spans do not repay.
-    Every row ends with a span of its own of at least one position (its last logits).
+    A span shared by n rows is kept only when it saves at least `min_saved` positions
+    ((n - 1) x its length): it may cost a forward call more, which tiny shared spans do not
+    repay. Every row ends with a span of its own of at least one position (its last logits).
     """
     spans: list[Span] = []
 
