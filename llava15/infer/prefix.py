@@ -11,11 +11,16 @@ gets the keys, values and last logits it would get alone, up to float summation 
 batching gives).
 
 Layout. Spans run in rounds, round d holding the spans at depth d of the tree (the system text;
-then one span per image group or per row; then the rows' own questions), batched one span per
-batch row and right-padded to the round's longest span. Round d writes the cache's column band
-[C_d, C_d+1), so a row's positions sit in order along its cache row, with masked gaps where its
-spans are shorter than their bands; positions are taken from the attention mask (real columns
-counted), as in any padded batch, and masked keys weigh exactly zero.
+then one span per image group or per row; then the rows' own questions). A round is one or a
+few forward calls (`sub_batches`: spans of very different lengths go to different calls), one
+span per batch row, right-padded to the call's longest span. Round d writes the cache's column
+band [C_d, C_d+1), so a row's positions sit in order along its cache row, with masked gaps where
+its spans are shorter than their bands; positions are taken from the attention mask (real
+columns counted), as in any padded batch, and masked keys weigh exactly zero. A call made only
+of rows' own spans (no sharing left) runs in place in the batch cache; the others run in a
+cache of their own and their keys and values are copied to every row holding their spans.
+
+With no shared span at all this is plain batched prefill (equal lengths: one call, as before).
 """
 
 from __future__ import annotations
