@@ -10,6 +10,7 @@ All rows share one length; left padding is expressed through `attention_mask`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -71,6 +72,39 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([-x2, x1], dim=-1)
 
 
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (B,heads,T,Dh) rotated by cos, sin (B,1,T,Dh); elementwise, so any set of heads at once."""
+    return x * cos + rotate_half(x) * sin
+
+
+def fuse_linears(linears: list[nn.Linear], layout: Callable[[torch.Tensor], torch.Tensor],
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One weight (sum of out, in) and bias for Linears that read the same input; each Linear's
+    parameters become views of them (rows of the fused weight).
+
+    Views, not copies: no second copy of the weights in memory, `state_dict()` keeps its names
+    and values, and in-place updates of the parameters (`load_state_dict`, an optimizer step)
+    reach the fused tensors. `layout(weight)` chooses the fused weight's strides (e.g.
+    column-major); it must keep shape and values. Called again, it rebuilds from the current
+    parameter values, so it is idempotent. A later `.to()` / `.half()` gives the parameters and
+    the fused tensors separate storage (still equal values): fuse after moving the model.
+    """
+    with torch.no_grad():
+        weight = layout(torch.cat([linear.weight for linear in linears]))
+        biases = [linear.bias for linear in linears]
+        if any(b is None for b in biases) and any(b is not None for b in biases):
+            raise ValueError("cannot fuse Linears where only some have a bias")
+        bias = None if biases[0] is None else torch.cat(biases)
+        start = 0
+        for linear in linears:
+            end = start + linear.out_features
+            linear.weight.data = weight[start:end]
+            if bias is not None:
+                linear.bias.data = bias[start:end]
+            start = end
+    return weight, bias
+
+
 class Attention(nn.Module):
     def __init__(self, config: TextConfig) -> None:
         super().__init__()
@@ -82,15 +116,37 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(d, self.num_kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(d, self.num_kv_heads * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, d, bias=config.attention_bias)
+        # Set by `fuse` for inference only; not part of the state dict (the q/k/v parameters are).
+        self.register_buffer("qkv_weight", None, persistent=False)
+        self.register_buffer("qkv_bias", None, persistent=False)
+
+    def fuse(self, layout: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Inference: compute q, k and v with one matmul over the concatenated weights (one
+        kernel call and one pass over the activations instead of three). See `fuse_linears`."""
+        self.qkv_weight, self.qkv_bias = fuse_linears([self.q_proj, self.k_proj, self.v_proj], layout)
+
+    def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B,T,D) -> q (B,H,T,Dh), k, v (B,H_kv,T,Dh), with rotary positions applied to q, k.
+
+        The fused weights serve only when no gradient is recorded: gradients must reach the
+        q/k/v parameters, which the fused path bypasses."""
+        b, t, _ = x.shape
+        h, h_kv = self.num_heads, self.num_kv_heads
+        if self.qkv_weight is not None and not torch.is_grad_enabled():
+            qkv = F.linear(x, self.qkv_weight, self.qkv_bias).view(b, t, h + 2 * h_kv, self.head_dim)
+            qkv = qkv.transpose(1, 2)
+            q, k = apply_rotary(qkv[:, :h + h_kv], cos, sin).split([h, h_kv], dim=1)
+            return q, k, qkv[:, h + h_kv:]
+        q = self.q_proj(x).view(b, t, h, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, h_kv, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, h_kv, self.head_dim).transpose(1, 2)
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | None, cache: KVCache | None, layer: int) -> torch.Tensor:
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        q, k, v = self.project(x, cos, sin)
         if cache is not None:
             start = cache.length
             cache.keys[layer][:, :, start:start + t] = k
@@ -113,9 +169,19 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(d, i, bias=False)
         self.up_proj = nn.Linear(d, i, bias=False)
         self.down_proj = nn.Linear(i, d, bias=False)
+        # Set by `fuse` for inference only; not part of the state dict.
+        self.register_buffer("gate_up_weight", None, persistent=False)
+
+    def fuse(self, layout: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Inference: gate and up projections as one matmul (see `fuse_linears`)."""
+        self.gate_up_weight, _ = fuse_linears([self.gate_proj, self.up_proj], layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.gate_up_weight is not None and not torch.is_grad_enabled():  # as in Attention
+            gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
