@@ -7,7 +7,9 @@ only mode) on the demo model, with identical answers required.
 Both batch sizes are warmed up first (the first forward calls pay one-off costs), then timed
 `--repeat` times, alternating, so that both see the same machine; the speed-up is the ratio of
 the median times. On a machine shared with other work, wall times swing from run to run: read
-the ratio of one invocation, not times across invocations.
+the ratio of one invocation, not times across invocations. With other processes busy, two torch
+threads on two cores mostly wait for each other (batch 1 measured 10-50x slower than with one
+thread): use --threads 1 there.
 """
 
 from __future__ import annotations
