@@ -17,6 +17,9 @@ VARIANTS = {  # text-config switches over `tiny()` (GQA 4/2 heads)
     "gqa": dict(),
     "qkv_bias": dict(qkv_bias=True),
     "attention_bias": dict(num_key_value_heads=4, attention_bias=True),
+    # weights of >= MIN_WEIGHT elements: q/k/v, gate/up, o, down and lm_head take the few-rows form
+    "big": dict(hidden_size=512, intermediate_size=1024, vocab_size=600, num_attention_heads=8,
+                num_key_value_heads=8),
 }
 
 
@@ -39,8 +42,17 @@ def prompts(model: Llava) -> tuple[list[list[int]], torch.Tensor]:
     return [r[:2] + image + r[2:] for r in rows], torch.randn(3, 3, 28, 28, generator=g)
 
 
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])  # column-major layout / few-rows form
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_fused_model_gives_the_unfused_logits_tokens_and_state_dict(variant):
+def test_fused_model_gives_the_unfused_logits_tokens_and_state_dict(variant, n_threads, threads):
+    torch.set_num_threads(n_threads)
     plain = random_model(variant)
     fused = copy.deepcopy(plain)
     before = {k: v.clone() for k, v in plain.state_dict().items()}

@@ -23,9 +23,11 @@ def widening_column_major(weight: torch.Tensor) -> torch.Tensor:
     return weight
 
 
-def fuse_projections(model: torch.nn.Module) -> None:
-    """Fuse q/k/v and gate/up of every decoder layer in `model`, laid out by
-    `widening_column_major`. Idempotent; call it after moving the model to its device/dtype."""
+def fuse_projections(model: torch.nn.Module, column_major: bool = False) -> None:
+    """Fuse q/k/v and gate/up of every decoder layer in `model`, row-major or, with
+    `column_major`, laid out by `widening_column_major`. Idempotent; call it after moving the
+    model to its device/dtype."""
+    layout = widening_column_major if column_major else torch.Tensor.contiguous
     for module in model.modules():
         if isinstance(module, (Attention, MLP)):
-            module.fuse(widening_column_major)
+            module.fuse(layout)

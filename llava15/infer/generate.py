@@ -49,20 +49,25 @@ class ContextLengthError(ValueError):
 
 
 def use_fast_weight_layout(model: torch.nn.Module) -> None:
-    """Store every widening Linear weight (out > in, e.g. lm_head, gate/up) column-major, then
-    fuse each decoder layer's q/k/v and gate/up projections (`llava15.infer.fuse`).
+    """Lay out the weights for fast decoding on the current thread count, then fuse each
+    decoder layer's q/k/v and gate/up projections (`llava15.infer.fuse`).
 
-    Same shape, same values, transposed strides: `F.linear` then runs as x @ W^T on a
-    contiguous W^T, which this CPU's BLAS does up to 2.5x faster at decode batch sizes (lm_head
-    of 32000 x 512 at batch 1: 5.2 ms -> 2.1 ms; see bench/generate_speed.py). Results change
-    only by float summation order. Meant for inference, after the model is on its device and
-    dtype; `state_dict()` names and values are unchanged.
+    With several threads, weights stay row-major: `llava15.model.linear` computes few-row
+    products fastest on that layout. On one thread that form loses, and `F.linear` is fastest
+    on a column-major copy of each widening weight (out > in: the lm_head, gate/up): same
+    shape and values, transposed strides, so x @ W^T runs on a contiguous W^T (lm_head of
+    32000 x 512 at 1 row: 5.2 ms -> 2.3 ms). Results change only by float summation order.
+    Meant for inference, after the model is on its device and dtype and the thread count is
+    set (called again, it lays out for the thread count then); `state_dict()` names and
+    values are unchanged.
     """
+    column_major = torch.get_num_threads() == 1
+    layout = widening_column_major if column_major else torch.Tensor.contiguous
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.Linear) and module.out_features > module.in_features:
-                module.weight.data = widening_column_major(module.weight.data)
-    fuse_projections(model)
+                module.weight.data = layout(module.weight.data)
+    fuse_projections(model, column_major)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,6 +19,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from llava15.config import TextConfig
+from llava15.model.linear import apply_linear, linear
 
 
 @dataclass
@@ -134,7 +135,7 @@ class Attention(nn.Module):
         b, t, _ = x.shape
         h, h_kv = self.num_heads, self.num_kv_heads
         if self.qkv_weight is not None and not torch.is_grad_enabled():
-            qkv = F.linear(x, self.qkv_weight, self.qkv_bias).view(b, t, h + 2 * h_kv, self.head_dim)
+            qkv = linear(x, self.qkv_weight, self.qkv_bias).view(b, t, h + 2 * h_kv, self.head_dim)
             qkv = qkv.transpose(1, 2)
             q, k = apply_rotary(qkv[:, :h + h_kv], cos, sin).split([h, h_kv], dim=1)
             return q, k, qkv[:, h + h_kv:]
@@ -159,7 +160,7 @@ class Attention(nn.Module):
             v = v.repeat_interleave(groups, dim=1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                              is_causal=mask is None and t > 1)
-        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+        return apply_linear(self.o_proj, out.transpose(1, 2).reshape(b, t, -1))
 
 
 class MLP(nn.Module):
@@ -178,10 +179,10 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gate_up_weight is not None and not torch.is_grad_enabled():  # as in Attention
-            gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
+            gate, up = linear(x, self.gate_up_weight).chunk(2, dim=-1)
         else:
             gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(F.silu(gate) * up)
+        return apply_linear(self.down_proj, F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -294,4 +295,4 @@ class LanguageModel(nn.Module):
         x = self.hidden_states(inputs_embeds, mask, position_ids, cache)
         if logits_to_keep:
             x = x[:, -logits_to_keep:]
-        return F.linear(x, self.output_weight())
+        return linear(x, self.output_weight())  # decode: see llava15.model.linear
