@@ -2,7 +2,7 @@
 only mode) on the demo model, with identical answers required.
 
     .venv/bin/llava15 demo --out demo-out          # once, to have the demo model and world
-    .venv/bin/python bench/eval_speed.py --demo-out demo-out [--benchmark pope] [--limit 160]
+    .venv/bin/python bench/eval_speed.py --demo-out demo-out [--benchmark pope] [--limit N]
 
 Both batch sizes are warmed up first (the first forward calls pay one-off costs), then timed
 `--repeat` times, alternating, so that both see the same machine; the speed-up is the ratio of
@@ -30,8 +30,8 @@ from llava15.infer.engine import load_engine
 BATCHES = (1, 16)
 
 
-def limited(module, limit: int):
-    """The benchmark module, cut to its first `limit` questions."""
+def limited(module, limit: int | None):
+    """The benchmark module, cut to its first `limit` questions (None: all)."""
 
     class Limited:
         OFFICIAL_ROOT, image_root = module.OFFICIAL_ROOT, getattr(module, "image_root", None)
@@ -57,7 +57,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo-out", default="demo-out")
     parser.add_argument("--benchmark", default="pope")
-    parser.add_argument("--limit", type=int, default=160, help="questions timed per batch size")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="time only the first N questions (default: the whole benchmark)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per batch size")
     args = parser.parse_args()

@@ -72,3 +72,42 @@ def test_missing_image_is_an_error_row_not_a_crash(world, engine, tmp_path):
     assert [e["question_id"] for e in run.errors] == broken
     assert "not found" in run.errors[0]["error"] or "No such file" in run.errors[0]["error"]
     assert run.answered == len(questions) - len(broken)
+
+
+def test_batches_group_questions_by_image_and_the_file_keeps_question_order(world, tmp_path):
+    """POPE asks about each image in several splits, far apart in the file: batches take an
+    image's questions together (each batch then sees few distinct images), and the answer
+    file still lists answers in question order (POPE's scorer pairs them with labels by line)."""
+    module = BENCHMARKS["pope"]
+    questions = module.load(data_dir(world, "pope"))
+    engine = tiny_engine()
+    seen_images: list[int] = []
+    real_generate = engine.generate
+
+    def spy(requests):
+        seen_images.append(len({id(r.images[0]) for r in requests}))
+        return real_generate(requests)
+
+    engine.generate = spy
+    run_benchmark(module, "pope", engine, data_dir(world, "pope"), tmp_path, 8, max_new_tokens=2)
+    lines = [json.loads(x) for x in (tmp_path / "pope" / "answers.jsonl").read_text().splitlines()]
+    assert [a["question_id"] for a in lines] == [q.question_id for q in questions]
+    per_image = len(questions) / len({q.image for q in questions})
+    in_file_order = [len({q.image for q in questions[i:i + 8]}) for i in range(0, len(questions), 8)]
+    assert sum(seen_images) < sum(in_file_order)  # fewer images per batch than file order gives
+    assert max(seen_images) <= 8 / per_image + 2
+
+
+def test_put_in_question_order_keeps_unknown_lines_and_leaves_ordered_files_alone(tmp_path):
+    from types import SimpleNamespace
+
+    from llava15.eval.harness import put_in_question_order
+
+    questions = [SimpleNamespace(question_id=i) for i in (3, 1, 2)]
+    path = tmp_path / "answers.jsonl"
+    path.write_text("".join(json.dumps({"question_id": i, "text": str(i)}) + "\n" for i in (2, 99, 1, 3)))
+    put_in_question_order(path, questions)
+    assert [json.loads(x)["question_id"] for x in path.read_text().splitlines()] == [3, 1, 2, 99]
+    before = path.stat().st_mtime_ns
+    put_in_question_order(path, questions)
+    assert path.stat().st_mtime_ns == before and not list(tmp_path.glob("*.reordering"))

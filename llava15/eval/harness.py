@@ -3,9 +3,10 @@
 For each benchmark module (`llava15.eval.benchmarks.BENCHMARKS`): `load(data_dir)` gives the
 questions with the official prompt text and `max_new_tokens`; the engine answers
 `"<image>\\n" + text` in the model's template (vicuna_v1 for the paper's numbers) with greedy
-decoding; answers are written in the official shape to `<out>/<name>/answers.jsonl` (resumable:
-question ids already there are skipped); then `score(answers_path, data_dir)` runs the official
-rule and `write_submission` writes the server file where a server scores the split.
+decoding, questions batched by image (`by_image`); answers are written in the official shape, in
+question order, to `<out>/<name>/answers.jsonl` (resumable: question ids already there are
+skipped); then `score(answers_path, data_dir)` runs the official rule and `write_submission`
+writes the server file where a server scores the split.
 
 A question whose image is missing or unreadable becomes an error row (counted, reported, never
 a crash of the whole run). With several processes (`torchrun`), rank r answers the r-th
@@ -76,7 +77,7 @@ def answer_questions(engine: Engine, questions: Sequence, image_root: Path, out_
     """Append answers for the questions not yet in `out_path`; error rows go to `run.errors`.
     `max_new_tokens` caps the official budget (smoke runs only; official runs leave it None)."""
     done = read_answered(out_path)
-    todo = [q for q in questions if str(q.question_id) not in done]
+    todo = by_image([q for q in questions if str(q.question_id) not in done])
     run.resumed = len(questions) - len(todo)
     bar = progress(total=len(todo), desc=run.name) if progress else None
     with open(out_path, "a", encoding="utf-8") as out:
@@ -92,6 +93,40 @@ def answer_questions(engine: Engine, questions: Sequence, image_root: Path, out_
                 bar.update(len(chunk))
     if bar is not None:
         bar.close()
+    put_in_question_order(out_path, questions)
+
+
+def by_image(questions: Sequence) -> list:
+    """The questions grouped by image, groups in the order of each image's first question,
+    file order within a group; text-only questions form one group.
+
+    A batch then holds few distinct images, each encoded once and its prompt positions run
+    once for all its questions (`llava15.infer.prefix`): POPE asks about every image in each
+    of its three splits, VQAv2 and GQA several times, MMBench once per circular rotation.
+    Answers do not depend on the batching, and `put_in_question_order` restores file order.
+    """
+    groups: dict = {}
+    for q in questions:
+        groups.setdefault(q.image, []).append(q)  # a path, the bytes of an embedded image, None
+    return [q for group in groups.values() for q in group]
+
+
+def put_in_question_order(path: Path, questions: Sequence) -> None:
+    """Rewrite the answer file in the order of `questions`: some official scorers (POPE, MME's
+    tool) pair answers with labels by line. Lines of unknown question ids keep their relative
+    order after the known ones; nothing is dropped. The file is replaced atomically, and only
+    when out of order, so an interrupted run leaves a complete file (in answering order)."""
+    if not path.exists():
+        return
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    position = {str(q.question_id): i for i, q in enumerate(questions)}
+    keys = [position.get(str(json.loads(line)["question_id"]), len(position)) for line in lines]
+    if keys == sorted(keys):
+        return
+    order = sorted(range(len(lines)), key=lambda i: (keys[i], i))
+    staging = path.with_name(path.name + ".reordering")
+    staging.write_text("".join(lines[i] + "\n" for i in order), encoding="utf-8")
+    staging.replace(path)
 
 
 def batch_requests(engine: Engine, questions: Sequence, image_root: Path, run: BenchmarkRun,
