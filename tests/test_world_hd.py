@@ -8,8 +8,8 @@ import json
 from PIL import Image
 
 from llava15.world.synth.draw import render
-from llava15.world.synth.hd import HD_TYPES, QUADRANTS, compose, synthesize_hd
-from llava15.world.synth.vocab import SHAPES, WORDS
+from llava15.world.synth.hd import HD_TYPES, QUADRANTS, TEXTURES, compose, synthesize_hd, weave
+from llava15.world.synth.vocab import BACKGROUNDS, SHAPES, WORDS
 
 
 def test_quadrants_are_the_scenes_at_full_resolution():
@@ -40,7 +40,36 @@ def test_files_answers_and_determinism(tmp_path):
     for r in rows:
         assert r["type"] in HD_TYPES
         assert r["text"].endswith("\nAnswer the question using a single word or phrase.")
-        assert any(f"the {q} part" in r["text"] for q in QUADRANTS)
-        valid = {"hd_ocr": set(WORDS), "hd_shape": set(SHAPES), "hd_count": {"1", "2", "3", "4"}}
+        assert r["type"] == "hd_texture" or any(f"the {q} part" in r["text"] for q in QUADRANTS)
+        valid = {"hd_ocr": set(WORDS), "hd_shape": set(SHAPES), "hd_count": {"1", "2", "3", "4"},
+                 "hd_texture": set(TEXTURES)}
         assert r["answer"] in valid[r["type"]], r
         assert Image.open(a / "images" / r["image"]).size == (128, 128)
+
+
+def test_textures_differ_at_full_resolution_and_vanish_at_half():
+    """The checks are a detail only full resolution shows: on a plain background the three
+    colour pairs are different pictures, and their 2x2 block means (a 2x downsample) are equal."""
+    for name, colour in BACKGROUNDS.items():
+        plain = Image.new("RGB", (64, 64), colour)
+        woven = {t: weave(plain, colour, t) for t in TEXTURES}
+        pixels = {t: list(im.getdata()) for t, im in woven.items()}
+        assert len({tuple(p) for p in pixels.values()}) == 3, name
+        assert all(len(set(p)) == 2 for p in pixels.values()), name  # two values, 1-px pattern
+        halves = {t: list(im.reduce(2).getdata()) for t, im in woven.items()}
+        assert len({tuple(h) for h in halves.values()}) == 1, name
+    checks = list(woven["black and white"].getdata())
+    assert checks[0] == checks[65] != checks[1] == checks[64]  # one-pixel checks
+
+
+def test_texture_covers_the_background_and_leaves_the_scene():
+    import random
+
+    from llava15.world.synth.scene import random_scene
+
+    scene = random_scene(random.Random(1), words=WORDS)
+    drawn = render(scene, 64)
+    woven = weave(drawn, BACKGROUNDS[scene.background], "blue and yellow")
+    background = BACKGROUNDS[scene.background]
+    for before, after in zip(drawn.getdata(), woven.getdata()):
+        assert (after != before) if before == background else (after == before)

@@ -7,8 +7,9 @@ becomes tokens:
 - HD: `anyres` with the single grid 2x2 (`image_grid_pinpoints [(128, 128)]`) and the `spatial`
   merge of LLaVA-1.5-HD: four full-resolution tiles plus the downsampled global view
   (5 x 64 = 320 tokens), no unpadding and no newline embedding.
-Then both answer the held-out HD questions; the table gives accuracy per question type and the
-image tokens each variant spends. Stages leave done-markers, so a re-run resumes.
+Then both answer the held-out HD questions (words, shapes and counts in one quadrant, the colours
+of the background's one-pixel checks); the table gives accuracy per question type and the image
+tokens each variant spends. Stages leave done-markers, so a re-run resumes.
 """
 
 from __future__ import annotations
