@@ -170,3 +170,40 @@ def test_image_cost_grows_with_the_anyres_grid(engine):
     wide = anyres.image_cost((120, 50))
     assert wide["views"] == 3 and wide["image_tokens"] > anyres.config.num_image_tokens
     assert wide["encode_ms"] >= 0
+
+
+def test_predict_batches_by_image_and_writes_in_question_order(engine, tmp_path):
+    """Questions alternate between two images, one text-only and one with a missing image
+    (skipped): batches of 2 take one image each, lines come out in question order, and the
+    answers equal batch 1's."""
+    from llava15.infer.order import by_image
+
+    image(1).save(tmp_path / "a.png")
+    image(2).save(tmp_path / "b.png")
+    rows = [{"question_id": i, "image": "ab"[i % 2] + ".png", "text": f"Question {i}?"} for i in range(6)]
+    rows.insert(3, {"question_id": "text", "text": "No image here."})
+    rows.insert(1, {"question_id": "gone", "image": "gone.png", "text": "Lost?"})
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    asked = read_questions(questions)
+    assert by_image(asked, lambda q: q.image) == [0, 3, 6, 1, 2, 5, 7, 4]  # a, gone, b, text
+    images_per_call: list[int] = []
+    real_generate = engine.generate
+
+    def spy(requests):
+        images_per_call.append(len({id(im) for r in requests for im in r.images}))
+        return real_generate(requests)
+
+    params = SamplingParams(max_new_tokens=5)
+    one, two = tmp_path / "a1.jsonl", tmp_path / "a2.jsonl"
+    predict(engine, asked, tmp_path, one, params, batch_size=1, skip_bad_images=True)
+    engine.generate = spy
+    try:
+        summary = predict(engine, asked, tmp_path, two, params, batch_size=2, skip_bad_images=True)
+    finally:
+        engine.generate = real_generate
+    lines = [json.loads(x) for x in two.read_text().splitlines()]
+    assert [x["question_id"] for x in lines] == [r["question_id"] for r in rows if r["question_id"] != "gone"]
+    assert [x["text"] for x in lines] == [json.loads(x)["text"] for x in one.read_text().splitlines()]
+    assert summary.answered == 7 and [s["question_id"] for s in summary.skipped] == ["gone"]
+    assert max(images_per_call) == 1  # each batch of two asks about one image

@@ -26,6 +26,7 @@ from llava15.data.conversation import build_question_prompt
 from llava15.data.image import ImageError, load_image
 from llava15.infer.engine import Engine, Request
 from llava15.infer.generate import SamplingParams
+from llava15.infer.order import by_image
 
 
 @dataclass
@@ -77,7 +78,8 @@ def answer_questions(engine: Engine, questions: Sequence, image_root: Path, out_
     """Append answers for the questions not yet in `out_path`; error rows go to `run.errors`.
     `max_new_tokens` caps the official budget (smoke runs only; official runs leave it None)."""
     done = read_answered(out_path)
-    todo = by_image([q for q in questions if str(q.question_id) not in done])
+    todo = [q for q in questions if str(q.question_id) not in done]
+    todo = [todo[i] for i in by_image(todo, lambda q: q.image)]  # few images a batch
     run.resumed = len(questions) - len(todo)
     bar = progress(total=len(todo), desc=run.name) if progress else None
     with open(out_path, "a", encoding="utf-8") as out:
@@ -94,21 +96,6 @@ def answer_questions(engine: Engine, questions: Sequence, image_root: Path, out_
     if bar is not None:
         bar.close()
     put_in_question_order(out_path, questions)
-
-
-def by_image(questions: Sequence) -> list:
-    """The questions grouped by image, groups in the order of each image's first question,
-    file order within a group; text-only questions form one group.
-
-    A batch then holds few distinct images, each encoded once and its prompt positions run
-    once for all its questions (`llava15.infer.prefix`): POPE asks about every image in each
-    of its three splits, VQAv2 and GQA several times, MMBench once per circular rotation.
-    Answers do not depend on the batching, and `put_in_question_order` restores file order.
-    """
-    groups: dict = {}
-    for q in questions:
-        groups.setdefault(q.image, []).append(q)  # a path, the bytes of an embedded image, None
-    return [q for group in groups.values() for q in group]
 
 
 def put_in_question_order(path: Path, questions: Sequence) -> None:

@@ -18,6 +18,7 @@ from llava15.data.conversation import build_question_prompt
 from llava15.data.image import ImageError, load_image
 from llava15.infer.engine import Engine, Request
 from llava15.infer.generate import SamplingParams
+from llava15.infer.order import by_image
 
 
 class QuestionFileError(ValueError):
@@ -71,39 +72,65 @@ def split_chunk(items: Sequence, num_chunks: int, chunk_idx: int) -> list:
 def predict(engine: Engine, questions: Sequence[Question], image_folder: str | Path,
             answers_file: str | Path, params: SamplingParams, batch_size: int = 1,
             skip_bad_images: bool = False, progress: Callable | None = None) -> PredictSummary:
-    """Answer `questions` in order, writing one answer line each to `answers_file`.
+    """Answer `questions`, writing one answer line each to `answers_file`, in question order.
 
-    A missing or unreadable image raises `ImageError` naming the file and question, unless
-    `skip_bad_images`: then the question is counted in `summary.skipped` and gets no answer line.
+    Batches take questions about the same image together (`llava15.infer.order.by_image`: each
+    image is read and encoded once a batch); answers are written as soon as every earlier
+    question is answered. A missing or unreadable image raises `ImageError` naming the file and
+    question, unless `skip_bad_images`: then the question is counted in `summary.skipped` and
+    gets no answer line.
     """
     summary = PredictSummary()
     answers_path = Path(answers_file)
     answers_path.parent.mkdir(parents=True, exist_ok=True)
+    order = by_image(questions, lambda q: q.image) if batch_size > 1 else list(range(len(questions)))
+    pending: dict[int, dict | None] = {}  # answered (or skipped: None) but not yet written
+    written = 0
     bar = progress(total=len(questions)) if progress else None
     with open(answers_path, "w", encoding="utf-8") as out:
-        for start in range(0, len(questions), batch_size):
-            batch, requests = [], []
-            for q in questions[start:start + batch_size]:
-                images = []
-                if q.image:
-                    try:
-                        images = [load_image(Path(image_folder) / q.image)]
-                    except ImageError as e:
-                        if not skip_bad_images:
-                            raise ImageError(f"question {q.question_id!r} (line {q.line}): {e}") from e
-                        summary.skipped.append({"question_id": q.question_id, "line": q.line, "error": str(e)})
-                        continue
-                prompt = build_question_prompt(engine.template, q.text, with_image=bool(images))
-                batch.append(q)
-                requests.append(Request(prompt, images, params))
-            for q, text in zip(batch, engine.generate(requests) if requests else []):
-                out.write(json.dumps({"question_id": q.question_id, "prompt": q.text, "text": text,
-                                      "answer_id": uuid.uuid4().hex, "model_id": engine.model_id,
-                                      "metadata": {}}, ensure_ascii=False) + "\n")
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            asked, requests = ask(engine, questions, chunk, image_folder, params, skip_bad_images,
+                                  summary, pending)
+            for i, text in zip(asked, engine.generate(requests) if requests else []):
+                q = questions[i]
+                pending[i] = {"question_id": q.question_id, "prompt": q.text, "text": text,
+                              "answer_id": uuid.uuid4().hex, "model_id": engine.model_id,
+                              "metadata": {}}
                 summary.answered += 1
+            while written in pending:  # everything up to here is answered: write it in order
+                record = pending.pop(written)
+                if record is not None:
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
             out.flush()
             if bar is not None:
-                bar.update(min(batch_size, len(questions) - start))
+                bar.update(len(chunk))
     if bar is not None:
         bar.close()
     return summary
+
+
+def ask(engine: Engine, questions: Sequence[Question], chunk: Sequence[int], image_folder: str | Path,
+        params: SamplingParams, skip_bad_images: bool, summary: PredictSummary,
+        pending: dict[int, dict | None]) -> tuple[list[int], list[Request]]:
+    """The requests of the questions `chunk` (indices), each image file read once; a question
+    whose image fails is raised or, with `skip_bad_images`, counted and marked done (None)."""
+    asked, requests, loaded = [], [], {}
+    for i in chunk:
+        q, images = questions[i], []
+        if q.image:
+            try:
+                if q.image not in loaded:
+                    loaded[q.image] = load_image(Path(image_folder) / q.image)
+                images = [loaded[q.image]]
+            except ImageError as e:
+                if not skip_bad_images:
+                    raise ImageError(f"question {q.question_id!r} (line {q.line}): {e}") from e
+                summary.skipped.append({"question_id": q.question_id, "line": q.line, "error": str(e)})
+                pending[i] = None
+                continue
+        prompt = build_question_prompt(engine.template, q.text, with_image=bool(images))
+        asked.append(i)
+        requests.append(Request(prompt, images, params))
+    return asked, requests
