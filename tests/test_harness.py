@@ -111,3 +111,9 @@ def test_put_in_question_order_keeps_unknown_lines_and_leaves_ordered_files_alon
     before = path.stat().st_mtime_ns
     put_in_question_order(path, questions)
     assert path.stat().st_mtime_ns == before and not list(tmp_path.glob("*.reordering"))
+    # MME: an image's two questions share one id; the k-th answer of an id is its k-th question
+    shared = [SimpleNamespace(question_id=i) for i in ("a", "b", "a", "b")]
+    path.write_text("".join(json.dumps({"question_id": i, "text": t}) + "\n"
+                            for i, t in (("a", "a1"), ("a", "a2"), ("b", "b1"), ("b", "b2"))))
+    put_in_question_order(path, shared)
+    assert [json.loads(x)["text"] for x in path.read_text().splitlines()] == ["a1", "b1", "a2", "b2"]

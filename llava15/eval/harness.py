@@ -100,14 +100,23 @@ def answer_questions(engine: Engine, questions: Sequence, image_root: Path, out_
 
 def put_in_question_order(path: Path, questions: Sequence) -> None:
     """Rewrite the answer file in the order of `questions`: some official scorers (POPE, MME's
-    tool) pair answers with labels by line. Lines of unknown question ids keep their relative
-    order after the known ones; nothing is dropped. The file is replaced atomically, and only
+    tool) pair answers with labels by line. Where questions share an id (MME), answers of that
+    id keep their relative order. Lines of unknown question ids (or more lines of an id than
+    questions) keep their relative order after the known ones; nothing is dropped. The file is replaced atomically, and only
     when out of order, so an interrupted run leaves a complete file (in answering order)."""
     if not path.exists():
         return
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    position = {str(q.question_id): i for i, q in enumerate(questions)}
-    keys = [position.get(str(json.loads(line)["question_id"]), len(position)) for line in lines]
+    positions: dict[str, list[int]] = {}  # MME shares one id between an image's two questions:
+    for i, q in enumerate(questions):     # the k-th answer of an id goes to its k-th question
+        positions.setdefault(str(q.question_id), []).append(i)
+    seen: dict[str, int] = {}
+    keys = []
+    for line in lines:
+        qid = str(json.loads(line)["question_id"])
+        k = seen[qid] = seen.get(qid, -1) + 1
+        slots = positions.get(qid, [])
+        keys.append(slots[k] if k < len(slots) else len(questions))
     if keys == sorted(keys):
         return
     order = sorted(range(len(lines)), key=lambda i: (keys[i], i))
