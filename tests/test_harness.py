@@ -117,3 +117,24 @@ def test_put_in_question_order_keeps_unknown_lines_and_leaves_ordered_files_alon
                             for i, t in (("a", "a1"), ("a", "a2"), ("b", "b1"), ("b", "b2"))))
     put_in_question_order(path, shared)
     assert [json.loads(x)["text"] for x in path.read_text().splitlines()] == ["a1", "b1", "a2", "b2"]
+
+
+def test_resume_answers_the_second_question_of_a_shared_id(world, engine, tmp_path):
+    """MME gives an image's two questions one id: a run stopped after the first of them must
+    still answer the second on resume, and the file ends complete and in question order."""
+    module = BENCHMARKS["mme"]
+    full = run_benchmark(module, "mme", engine, data_dir(world, "mme"), tmp_path / "full", 4,
+                         max_new_tokens=2)
+    answers = (tmp_path / "full" / "mme" / "answers.jsonl").read_text().splitlines()
+    questions = module.load(data_dir(world, "mme"))
+    shared = next(i for i in range(1, len(questions))
+                  if questions[i].question_id == questions[i - 1].question_id)
+    cut = tmp_path / "cut" / "mme"
+    cut.mkdir(parents=True)
+    (cut / "answers.jsonl").write_text("\n".join(answers[:shared]) + "\n")  # stopped mid-image
+    again = run_benchmark(module, "mme", engine, data_dir(world, "mme"), tmp_path / "cut", 4,
+                          max_new_tokens=2)
+    assert again.resumed == shared and again.answered == full.answered - shared
+    resumed = [json.loads(x) for x in (cut / "answers.jsonl").read_text().splitlines()]
+    assert [(a["question_id"], a["prompt"]) for a in resumed] == \
+        [(json.loads(x)["question_id"], json.loads(x)["prompt"]) for x in answers]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +40,11 @@ class BenchmarkRun:
     seconds: float = 0.0
 
 
-def read_answered(path: Path) -> dict[str, dict]:
-    """Answer lines already written (for resuming), keyed by str(question_id)."""
-    done: dict[str, dict] = {}
+def read_answered(path: Path) -> Counter[str]:
+    """How many answer lines each str(question_id) already has (for resuming). A count, not a
+    set: MME gives an image's two questions one id, and a run stopped between them has answered
+    only one."""
+    done: Counter[str] = Counter()
     if path.exists():
         with open(path, encoding="utf-8") as f:
             for line_no, line in enumerate(f, start=1):
@@ -52,7 +55,7 @@ def read_answered(path: Path) -> dict[str, dict]:
                 except json.JSONDecodeError as e:  # a run killed mid-write leaves a partial line
                     raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg}); remove the line "
                                      "to resume") from e
-                done[str(record["question_id"])] = record
+                done[str(record["question_id"])] += 1
     return done
 
 
@@ -77,8 +80,12 @@ def answer_questions(engine: Engine, questions: Sequence, image_root: Path, out_
                      max_new_tokens: int | None = None) -> None:
     """Append answers for the questions not yet in `out_path`; error rows go to `run.errors`.
     `max_new_tokens` caps the official budget (smoke runs only; official runs leave it None)."""
-    done = read_answered(out_path)
-    todo = [q for q in questions if str(q.question_id) not in done]
+    done, todo = read_answered(out_path), []
+    for q in questions:  # the first questions of an id count as its answered ones
+        if done[str(q.question_id)] > 0:
+            done[str(q.question_id)] -= 1
+        else:
+            todo.append(q)
     todo = [todo[i] for i in by_image(todo, lambda q: q.image)]  # few images a batch
     run.resumed = len(questions) - len(todo)
     bar = progress(total=len(todo), desc=run.name) if progress else None
