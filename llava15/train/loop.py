@@ -293,7 +293,8 @@ def full_model_on_cpu(run: Run) -> Llava:
 
 
 def finish(run: Run, state: TrainerState) -> None:
-    """Final outputs in the run directory, curves and the data summary."""
+    """Final outputs in the run directory, curves and the data summary; in a distributed run
+    every process returns only once they are written."""
     if run.config.stage.name == "pretrain":
         names = {n for n, p in run.wrapped.named_parameters() if p.requires_grad}
         weights = llava_weights(model_state(run.wrapped, run.runtime, names))
@@ -309,3 +310,8 @@ def finish(run: Run, state: TrainerState) -> None:
         (run.run_dir / "data_summary.json").write_text(json.dumps(dataclasses.asdict(state), indent=2))
         plot_curves(run.run_dir)
         log.info("done\n%s", data_summary(state))
+    if run.runtime.distributed:
+        # Return together: a process that tears its group down while the main one still writes
+        # the outputs has been seen to abort at exit on gloo ("terminate called without an
+        # active exception", SIGABRT, after training had finished).
+        torch.distributed.barrier()
