@@ -20,22 +20,17 @@ from llava15.data.tokenizer import load_tokenizer, tokenizer_image_token
 from llava15.infer.engine import Engine, Request, model_name_from_path
 from llava15.infer.generate import SamplingParams
 from llava15.infer.predict import QuestionFileError, predict, read_questions
-from llava15.model.llava import Llava
+from random_llava import random_llava
 
 TOKENIZER = Path(__file__).parent / "golden" / "tokenizer"
 
 
 def tiny_engine(conv_mode: str = "vicuna_v1", **config_changes) -> Engine:
-    torch.manual_seed(0)
     vision = VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                           num_attention_heads=4, image_size=28, patch_size=7)
     text = TextConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
-    model = Llava(LlavaConfig(vision=vision, text=text, **config_changes))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" not in name:
-                p.copy_(0.1 * torch.randn_like(p))
+    model = random_llava(LlavaConfig(vision=vision, text=text, **config_changes))
     image_config = ImageProcessorConfig(shortest_edge=28, crop_size=(28, 28))
     return Engine(model, load_tokenizer(TOKENIZER), image_config, conv_mode, model_id="tiny")
 

@@ -11,6 +11,7 @@ import torch
 from llava15.config import tiny
 from llava15.infer.generate import SamplingParams, generate, use_fast_weight_layout
 from llava15.model.llava import Llava
+from random_llava import random_llava
 
 VARIANTS = {  # text-config switches over `tiny()` (GQA 4/2 heads)
     "mha": dict(num_key_value_heads=4),
@@ -26,13 +27,7 @@ VARIANTS = {  # text-config switches over `tiny()` (GQA 4/2 heads)
 def random_model(variant: str) -> Llava:
     config = tiny()
     config = config.replace(text=config.text.__class__(**{**vars(config.text), **VARIANTS[variant]}))
-    torch.manual_seed(0)
-    model = Llava(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" not in name:
-                p.copy_(0.1 * torch.randn_like(p))
-    return model
+    return random_llava(config)
 
 
 def prompts(model: Llava) -> tuple[list[list[int]], torch.Tensor]:

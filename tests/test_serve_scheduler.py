@@ -12,19 +12,14 @@ from llava15.config import tiny
 from llava15.infer.generate import SamplingParams, generate
 from llava15.model.llava import Llava
 from llava15.serve.scheduler import Event, Job, QueueFull, Scheduler
+from random_llava import random_llava
 
 TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="module")
 def model() -> Llava:
-    torch.manual_seed(0)
-    m = Llava(tiny()).eval()
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if "norm" not in name:
-                p.copy_(0.1 * torch.randn_like(p))
-    return m
+    return random_llava(tiny())
 
 
 @pytest.fixture()

@@ -9,6 +9,8 @@ grow. The fused weights serve only where no gradient is recorded; training never
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from llava15.model.llama import MLP, Attention
@@ -23,11 +25,17 @@ def widening_column_major(weight: torch.Tensor) -> torch.Tensor:
     return weight
 
 
-def fuse_projections(model: torch.nn.Module, column_major: bool = False) -> None:
-    """Fuse q/k/v and gate/up of every decoder layer in `model`, row-major or, with
-    `column_major`, laid out by `widening_column_major`. Idempotent; call it after moving the
-    model to its device/dtype."""
-    layout = widening_column_major if column_major else torch.Tensor.contiguous
+def decode_layout() -> Callable[[torch.Tensor], torch.Tensor]:
+    """The weight layout fastest for decoding on the current thread count: row-major with
+    several threads (`llava15.model.linear` needs it), `widening_column_major` on one, where
+    that form loses and `F.linear` is fastest on a contiguous W^T."""
+    return widening_column_major if torch.get_num_threads() == 1 else torch.Tensor.contiguous
+
+
+def fuse_projections(model: torch.nn.Module,
+                     layout: Callable[[torch.Tensor], torch.Tensor] = torch.Tensor.contiguous) -> None:
+    """Fuse q/k/v and gate/up of every decoder layer in `model`, the fused weights laid out by
+    `layout`. Idempotent; call it after moving the model to its device/dtype."""
     for module in model.modules():
         if isinstance(module, (Attention, MLP)):
             module.fuse(layout)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from llava15.infer.embed import embed_batch
-from llava15.infer.fuse import fuse_projections, widening_column_major
+from llava15.infer.fuse import decode_layout, fuse_projections
 from llava15.infer.prefix import plan_spans, position_keys, prefill_spans
 from llava15.model.llama import KVCache
 from llava15.model.llava import Llava
@@ -61,13 +61,12 @@ def use_fast_weight_layout(model: torch.nn.Module) -> None:
     set (called again, it lays out for the thread count then); `state_dict()` names and
     values are unchanged.
     """
-    column_major = torch.get_num_threads() == 1
-    layout = widening_column_major if column_major else torch.Tensor.contiguous
+    layout = decode_layout()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.Linear) and module.out_features > module.in_features:
                 module.weight.data = layout(module.weight.data)
-    fuse_projections(model, column_major)
+    fuse_projections(model, layout)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

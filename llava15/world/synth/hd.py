@@ -129,6 +129,13 @@ def _scenes(source: SceneSource) -> tuple[Scene, Scene, Scene, Scene]:
     return tuple(source.draw(word=i < 2) for i in range(4))  # type: ignore[return-value]
 
 
+def _draw(source: SceneSource, rng: random.Random, tile: int, path: Path) -> tuple[tuple[Scene, ...], str]:
+    """A new HD image (four scenes, a texture) saved at `path`; its scenes and texture."""
+    scenes, texture = _scenes(source), rng.choice(TEXTURES)
+    save(compose(scenes, tile, texture), path)
+    return scenes, texture
+
+
 def synthesize_hd(out_dir: str | Path, *, seed: int = 0, train_images: int = 600,
                   eval_images: int = 100, tile: int = 64) -> dict:
     """Write the HD set under `out_dir` (see the module docstring); returns its manifest."""
@@ -139,9 +146,8 @@ def synthesize_hd(out_dir: str | Path, *, seed: int = 0, train_images: int = 600
     train, rng = [], rng_for(seed, "hd", "train")
     source = SceneSource(rng, seen, WORDS)
     for i in range(train_images):
-        scenes, texture = _scenes(source), rng.choice(TEXTURES)
         image = f"hd/train_{i:05d}.png"
-        save(compose(scenes, tile, texture), out / "images" / image)
+        scenes, texture = _draw(source, rng, tile, out / "images" / image)
         conversations = []
         for k, (question, answer, _) in enumerate(questions_for(scenes, texture, rng,
                                                                 rng.choice((2, 3)))):
@@ -153,9 +159,8 @@ def synthesize_hd(out_dir: str | Path, *, seed: int = 0, train_images: int = 600
     rows, rng = [], rng_for(seed, "hd", "eval")
     source = SceneSource(rng, seen, WORDS)
     for i in range(eval_images):
-        scenes, texture = _scenes(source), rng.choice(TEXTURES)
         image = f"hd/eval_{i:05d}.png"
-        save(compose(scenes, tile, texture), out / "images" / image)
+        scenes, texture = _draw(source, rng, tile, out / "images" / image)
         for question, answer, qtype in questions_for(scenes, texture, rng, 3):
             rows.append({"question_id": len(rows), "image": image,
                          "text": P.with_suffix(question, P.SHORT_ANSWER),
