@@ -61,7 +61,8 @@ def test_hd_comparison_trains_both_variants_and_resumes(demo):
     rows = (out / "hd" / "data" / "hd_eval.jsonl").read_text().splitlines()
     assert sum(base["count_per_type"].values()) == sum(hd["count_per_type"].values()) == len(rows)
     # 2x2 full-resolution tiles plus the global view: five times the base model's tokens
-    assert (base["image_tokens"], hd["image_tokens"]) == (64, 320)
+    tokens = (cfg.tile() // smoke_config(str(out)).stage0.vision.patch_size) ** 2
+    assert (base["image_tokens"], hd["image_tokens"]) == (tokens, 5 * tokens)
     saved = json.loads((out / "hd" / "hd_results.json").read_text())
     assert saved["accuracy"] == json.loads(json.dumps(report["accuracy"]))
     assert run_hd(cfg)["accuracy"] == report["accuracy"]  # every stage already done

@@ -173,6 +173,32 @@ def test_region_boxes_match_the_drawn_colour(world):
     assert checked > 10
 
 
+def test_regions_describe_every_cell_of_each_pretraining_image(world):
+    """`regions.json`: per pretraining image (same order), the 9 grid cells; an object cell's
+    phrase names the colour at its centre pixel, an empty cell's the background colour there."""
+    pretrain = json.loads((world / "pretrain.json").read_text())
+    regions = json.loads((world / "regions.json").read_text())
+    assert [r["image"] for r in regions] == [r["image"] for r in pretrain]
+    kinds = Counter()
+    for record in regions:
+        image = Image.open(world / "images" / record["image"])
+        assert len(record["regions"]) == 9
+        for region in record["regions"]:
+            x1, y1, x2, y2 = region["bbox"]
+            assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
+            words = region["phrase"].split(" at the ")[0].split()
+            centre = pixel(image, (x1 + x2) / 2, (y1 + y2) / 2)
+            if words[-1] == "background":
+                assert close(centre, BACKGROUNDS[words[0]], tol=2), (record["image"], region)
+                kinds["empty"] += 1
+            elif words[:2] == ["the", "word"]:
+                kinds["word"] += 1
+            else:
+                assert words[1] in COLORS and close(centre, COLORS[words[1]], tol=2), region
+                kinds["object"] += 1
+    assert all(kinds[k] > 0 for k in ("empty", "word", "object")), kinds
+
+
 def test_train_text_has_one_paragraph_per_conversation(world):
     text = (world / "train_text.txt").read_text(encoding="utf-8")
     paragraphs = text.rstrip("\n").split("\n\n")

@@ -35,9 +35,9 @@ class DemoConfig:
     pretrain_batch: int = 32
     pretrain_lr: float = 1e-3
     pretrain_epochs: int = 1
-    finetune_batch: int = 32
+    finetune_batch: int = 16
     finetune_lr: float = 1e-3
-    finetune_epochs: int = 6
+    finetune_epochs: int = 1
     finetune_fraction: float = 1.0  # the paper's data-efficiency study
     response_format: bool = True  # False: strip the response-format prompts (ablation)
     model_max_length: int = 320
@@ -84,7 +84,8 @@ def run_stage(out: Path, stage: str, fn: Callable[[], dict], timings: dict) -> d
 def stage_synth(cfg: DemoConfig, out: Path) -> dict:
     from llava15.world.synth import synthesize
 
-    manifest = synthesize(out / "data", seed=cfg.seed, scale=cfg.scale, overwrite=True)
+    manifest = synthesize(out / "data", seed=cfg.seed, scale=cfg.scale, overwrite=True,
+                          image_size=cfg.stage0.vision.image_size)  # drawn at the tower's size
     return {"finetune_samples": manifest["training"]["finetune"]["samples"]}
 
 
@@ -109,6 +110,20 @@ def finetune_data(cfg: DemoConfig) -> Path:
     return stripped
 
 
+def read_regions(path: Path, images: list[str]) -> list[list[tuple[list[float], str]]]:
+    """The region descriptions of `images`, in their order, from synth's `regions.json`."""
+    by_image = {}
+    for i, record in enumerate(json.loads(path.read_text())):
+        try:
+            by_image[record["image"]] = [(r["bbox"], r["phrase"]) for r in record["regions"]]
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"{path}: record {i} lacks {error}") from error
+    missing = [image for image in images if image not in by_image]
+    if missing:
+        raise ValueError(f"{path}: no regions for {len(missing)} pretraining images, e.g. {missing[0]}")
+    return [by_image[image] for image in images]
+
+
 def stage0(cfg: DemoConfig, out: Path, progress) -> dict:
     from llava15.data.image import ImageProcessorConfig
     from llava15.data.tokenizer import load_tokenizer
@@ -131,7 +146,8 @@ def stage0(cfg: DemoConfig, out: Path, progress) -> dict:
     records = json.loads((data / "pretrain.json").read_text())
     tower = pretrain_clip([data / "images" / r["image"] for r in records],
                           [r["conversations"][1]["value"] for r in records], tokenizer,
-                          image_config, cfg.stage0, progress("stage 0 CLIP", cfg.stage0.clip_steps))
+                          image_config, cfg.stage0, progress("stage 0 CLIP", cfg.stage0.clip_steps),
+                          regions=read_regions(data / "regions.json", [r["image"] for r in records]))
     save_clip_dir(tower, image_config, backbones / "clip")
     return {"llm_parameters": llm_parameters,
             "vision_parameters": sum(p.numel() for p in tower.parameters())}

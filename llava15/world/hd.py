@@ -1,12 +1,12 @@
-"""`llava15 demo --hd`: LLaVA-1.5-HD against the base model on details a 64-pixel view loses.
+"""`llava15 demo --hd`: LLaVA-1.5-HD against the base model on details a one-tile view loses.
 
 Both variants start from the demo's stage-2 model and train on the same HD conversations
 (`synth/hd.py`) with the same steps, batch and learning rate; they differ only in how an image
 becomes tokens:
-- base: the official `pad` preprocessing, one view at the tower's resolution (64 tokens);
-- HD: `anyres` with the single grid 2x2 (`image_grid_pinpoints [(128, 128)]`) and the `spatial`
-  merge of LLaVA-1.5-HD: four full-resolution tiles plus the downsampled global view
-  (5 x 64 = 320 tokens), no unpadding and no newline embedding.
+- base: the official `pad` preprocessing, one view at the tower's resolution (9 tokens);
+- HD: `anyres` with the single grid 2x2 (`image_grid_pinpoints [(192, 192)]` for the 96-pixel
+  tower) and the `spatial` merge of LLaVA-1.5-HD: four full-resolution tiles plus the
+  downsampled global view (5 x 9 = 45 tokens), no unpadding and no newline embedding.
 Then both answer the held-out HD questions (words, shapes and counts in one quadrant, the colours
 of the background's one-pixel checks); the table gives accuracy per question type and the image
 tokens each variant spends. Stages leave done-markers, so a re-run resumes.
@@ -21,9 +21,9 @@ from pathlib import Path
 
 from llava15.world.demo import done_marker, run_stage
 
-VARIANTS = {  # name -> (image_aspect_ratio, image_grid_pinpoints, mm_patch_merge_type)
-    "base": ("pad", None, None),
-    "hd": ("anyres", "[(128, 128)]", "spatial"),
+VARIANTS = {  # name -> (image_aspect_ratio, 2x2 grid pinpoints?, mm_patch_merge_type)
+    "base": ("pad", False, None),
+    "hd": ("anyres", True, "spatial"),
 }
 
 
@@ -40,13 +40,19 @@ class HDConfig:
     def out(self) -> Path:
         return Path(self.demo_out) / "hd"
 
+    def tile(self) -> int:
+        """The demo tower's input size: one HD quadrant, drawn at full resolution."""
+        config = Path(self.demo_out) / "backbones" / "clip" / "config.json"
+        return int(json.loads(config.read_text())["image_size"])
+
 
 def train_variant(cfg: HDConfig, name: str) -> dict:
     from llava15.train.config import FINETUNE, DataConfig, TrainConfig
     from llava15.train.distributed import init_runtime, shutdown
     from llava15.train.loop import train
 
-    aspect, pinpoints, merge = VARIANTS[name]
+    aspect, grid, merge = VARIANTS[name]
+    pinpoints = f"[({2 * cfg.tile()}, {2 * cfg.tile()})]" if grid else None
     data = cfg.out() / "data"
     stage = dataclasses.replace(FINETUNE, lr=cfg.lr, global_batch_size=cfg.batch,
                                 per_device_batch_size=cfg.batch, epochs=cfg.epochs,
@@ -80,7 +86,8 @@ def evaluate_variant(cfg: HDConfig, name: str) -> dict:
     records = answer_items(engine, items, data / "images", batch_size=32,
                            progress=lambda total: tqdm(total=total, desc=f"hd suite ({name})", unit="q"))
     write_records(records, cfg.out() / f"suite_{name}.jsonl")
-    return {**summarize(records), "image_tokens": engine.image_token_counts([(128, 128)])[0]}
+    size = 2 * cfg.tile()
+    return {**summarize(records), "image_tokens": engine.image_token_counts([(size, size)])[0]}
 
 
 def hd_table(results: dict) -> str:
@@ -106,7 +113,8 @@ def run_hd(cfg: HDConfig) -> dict:
     timings: dict[str, float] = {}
     run_stage(out, "hd_synth", lambda: synthesize_hd(out / "data", seed=cfg.seed,
                                                     train_images=cfg.train_images,
-                                                    eval_images=cfg.eval_images), timings)
+                                                    eval_images=cfg.eval_images, tile=cfg.tile()),
+              timings)
     results = {}
     for name in VARIANTS:
         run_stage(out, f"hd_train_{name}", lambda n=name: train_variant(cfg, n), timings)

@@ -38,16 +38,19 @@ class Stage0Config:
     llm: TextConfig = TextConfig(vocab_size=1024, hidden_size=128, intermediate_size=384,
                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
                                  max_position_embeddings=512)
+    # 96 px in 32 px patches: one token per cell of the world's 3 x 3 grid, so the LLM reads
+    # 9 image tokens, each describing one cell (the region loss below trains them to).
     vision: VisionConfig = VisionConfig(hidden_size=128, intermediate_size=384, num_hidden_layers=3,
-                                        num_attention_heads=4, image_size=64, patch_size=8)
+                                        num_attention_heads=4, image_size=96, patch_size=32)
     select_layer: int = -2  # the layer LLaVA reads (mm_vision_select_layer)
-    llm_steps: int = 300
-    llm_batch_size: int = 16
-    llm_seq_len: int = 128
+    llm_steps: int = 600
+    llm_batch_size: int = 8
+    llm_seq_len: int = 256
     llm_lr: float = 2e-3
-    clip_steps: int = 300
+    clip_steps: int = 800
     clip_batch_size: int = 64
     clip_lr: float = 1e-3
+    region_weight: float = 2.0  # weight of the region-level loss (when regions are given)
     seed: int = 0
 
 
@@ -97,31 +100,37 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
     return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def token_stream(paragraphs: Sequence[str], tokenizer: Tokenizer) -> torch.Tensor:
-    """All paragraphs as one id stream, each `<s> text </s>`, for language-model pretraining."""
+def token_stream(paragraphs: Sequence[str], tokenizer: Tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """All paragraphs as one id stream, each `<s> text </s>`, for language-model pretraining,
+    and the offset where each paragraph starts."""
     ids: list[int] = []
+    starts: list[int] = []
     for paragraph in paragraphs:
+        starts.append(len(ids))
         ids.extend(tokenizer.encode(paragraph))
         ids.append(tokenizer.eos_token_id)
-    return torch.tensor(ids, dtype=torch.long)
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(starts, dtype=torch.long)
 
 
 def pretrain_llm(paragraphs: Sequence[str], tokenizer: Tokenizer, cfg: Stage0Config,
                  progress: Progress | None = None) -> LanguageModel:
-    """Next-token prediction on random windows of the synthetic text."""
+    """Next-token prediction on windows of the synthetic text, each from a random paragraph's
+    start."""
     torch.manual_seed(cfg.seed)
     text_config = cfg.llm if cfg.llm.vocab_size >= tokenizer.vocab_size else \
         TextConfig(**{**cfg.llm.__dict__, "vocab_size": tokenizer.vocab_size})
     model = LanguageModel(text_config)
-    stream = token_stream(paragraphs, tokenizer)
+    stream, paragraph_starts = token_stream(paragraphs, tokenizer)
     if len(stream) <= cfg.llm_seq_len + 1:
         raise ValueError(f"only {len(stream)} tokens of text: too little to pretrain on")
+    # Windows open at a paragraph's start, so a question is read with the scene before it.
+    paragraph_starts = paragraph_starts[paragraph_starts < len(stream) - cfg.llm_seq_len - 1]
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.llm_lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(cfg.seed)
     model.train()
     for step in range(cfg.llm_steps):
-        starts = torch.randint(0, len(stream) - cfg.llm_seq_len - 1, (cfg.llm_batch_size,),
-                               generator=generator)
+        starts = paragraph_starts[torch.randint(0, len(paragraph_starts), (cfg.llm_batch_size,),
+                                                generator=generator)]
         window = torch.stack([stream[s:s + cfg.llm_seq_len + 1] for s in starts.tolist()])
         logits = model(model.model.embed_tokens(window[:, :-1]))
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), window[:, 1:].reshape(-1))
@@ -166,12 +175,63 @@ def pad_captions(captions: Sequence[list[int]], max_len: int) -> tuple[torch.Ten
     return ids, mask
 
 
+Region = tuple[Sequence[float], str]  # (normalised [x1, y1, x2, y2], phrase)
+
+
+def region_pooling(regions: Sequence[Sequence[Region]], grid: int,
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Per image, each region's pooling weights over the `grid` x `grid` patches: the mean of
+    the patches whose centres lie in its box (the nearest patch when none does).
+
+    Returns weights (N, R, grid*grid) padded with zero rows, phrase ids (N, R) with -1 for
+    padding, and the distinct phrases the ids index.
+    """
+    most = max((len(r) for r in regions), default=0)
+    weights = torch.zeros(len(regions), most, grid * grid)
+    ids = torch.full((len(regions), most), -1, dtype=torch.long)
+    phrases: dict[str, int] = {}
+    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid
+    cy, cx = centres.repeat_interleave(grid), centres.repeat(grid)  # reading order
+    for i, image_regions in enumerate(regions):
+        for j, (box, phrase) in enumerate(image_regions):
+            x1, y1, x2, y2 = box
+            inside = (cx >= x1) & (cx <= x2) & (cy >= y1) & (cy <= y2)
+            if not inside.any():
+                inside = torch.zeros_like(inside)
+                inside[((cx - (x1 + x2) / 2) ** 2 + (cy - (y1 + y2) / 2) ** 2).argmin()] = True
+            weights[i, j] = inside.float() / inside.sum()
+            ids[i, j] = phrases.setdefault(phrase, len(phrases))
+    return weights, ids, list(phrases)
+
+
+def region_loss(features: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor,
+                phrase_embeds: Callable[[list[int]], torch.Tensor], head: nn.Module,
+                scale: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Symmetric InfoNCE between the batch's regions and its distinct phrases. Regions that
+    share a phrase (two 'gray background at the top' cells) are all positives of it: the text
+    side's target spreads evenly over them. Returns the loss and region->phrase accuracy."""
+    pooled = torch.einsum("brp,bpd->brd", weights, features)[ids >= 0]
+    used, target = torch.unique(ids[ids >= 0], return_inverse=True)
+    regions = F.normalize(head(pooled), dim=-1)
+    logits = scale * regions @ phrase_embeds(used.tolist()).T  # (regions, phrases)
+    spread = (target[None, :] == torch.arange(len(used))[:, None]).float()
+    spread = spread / spread.sum(1, keepdim=True)
+    loss = (F.cross_entropy(logits, target)
+            - (spread * F.log_softmax(logits.T, dim=1)).sum(1).mean()) / 2
+    return loss, (logits.argmax(1) == target).float().mean().item()
+
+
 def pretrain_clip(image_paths: Sequence[str | Path], captions: Sequence[str], tokenizer: Tokenizer,
                   image_config: ImageProcessorConfig, cfg: Stage0Config,
-                  progress: Progress | None = None) -> VisionTower:
-    """Symmetric InfoNCE between mean-pooled patch features of the tower and the text tower."""
+                  progress: Progress | None = None,
+                  regions: Sequence[Sequence[Region]] | None = None) -> VisionTower:
+    """Symmetric InfoNCE between mean-pooled patch features of the tower and the text tower;
+    with `regions` (one list per image), plus `cfg.region_weight` times the same loss between
+    each region's pooled patch features and its phrase (`region_loss`)."""
     if len(image_paths) != len(captions) or len(captions) < 2:
         raise ValueError(f"need matching images and captions, got {len(image_paths)} and {len(captions)}")
+    if regions is not None and len(regions) != len(captions):
+        raise ValueError(f"need one region list per image, got {len(regions)} for {len(captions)} images")
     torch.manual_seed(cfg.seed)
     pixels = process_images([load_image(p) for p in image_paths], image_config, "square")
     caption_ids = [tokenizer.encode(c, add_bos=False) for c in captions]
@@ -179,24 +239,41 @@ def pretrain_clip(image_paths: Sequence[str | Path], captions: Sequence[str], to
     width = cfg.vision.hidden_size
     text = TextTower(tokenizer.vocab_size, width)
     image_head, text_head = nn.Linear(width, width), nn.Linear(width, width)
+    region_head = nn.Linear(width, width)
     log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
     params = [*tower.parameters(), *text.parameters(), *image_head.parameters(),
-              *text_head.parameters(), log_scale]
+              *text_head.parameters(), *region_head.parameters(), log_scale]
+    if regions is not None:
+        pool, phrase_ids, phrases = region_pooling(regions, cfg.vision.image_size // cfg.vision.patch_size)
+        phrase_tokens = [tokenizer.encode(p, add_bos=False) for p in phrases]
+
+    def embed_text(token_lists: list[list[int]]) -> torch.Tensor:
+        ids, mask = pad_captions(token_lists, text.max_len)
+        return F.normalize(text_head(text(ids, mask)), dim=-1)
+
     optimizer = torch.optim.AdamW(params, lr=cfg.clip_lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(cfg.seed)
     batch = min(cfg.clip_batch_size, len(captions))
+    skip = int(cfg.vision.use_cls_token)
     for step in range(cfg.clip_steps):
         index = torch.randperm(len(captions), generator=generator)[:batch]
         # Train the features LLaVA will read: the patch tokens (CLS dropped) of the layer
-        # `mm_vision_select_layer` picks (-2, as in v1.5), mean-pooled. Layers above it are
-        # never run, in this loss as in LLaVA.
-        features = tower(pixels[index], select_layer=cfg.select_layer)[:, int(cfg.vision.use_cls_token):].mean(1)
-        image_embeds = F.normalize(image_head(features), dim=-1)
-        ids, mask = pad_captions([caption_ids[i] for i in index.tolist()], text.max_len)
-        text_embeds = F.normalize(text_head(text(ids, mask)), dim=-1)
-        logits = log_scale.exp().clamp(max=100) * image_embeds @ text_embeds.T
+        # `mm_vision_select_layer` picks (-2, as in v1.5). Layers above it are never run, in
+        # this loss as in LLaVA.
+        patches = tower(pixels[index], select_layer=cfg.select_layer)[:, skip:]
+        image_embeds = F.normalize(image_head(patches.mean(1)), dim=-1)
+        text_embeds = embed_text([caption_ids[i] for i in index.tolist()])
+        scale = log_scale.exp().clamp(max=100)
+        logits = scale * image_embeds @ text_embeds.T
         target = torch.arange(batch)
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        metrics = {"loss": loss.item(), "match_accuracy": (logits.argmax(1) == target).float().mean().item()}
+        if regions is not None:
+            loss_r, accuracy_r = region_loss(
+                patches, pool[index], phrase_ids[index],
+                lambda used: embed_text([phrase_tokens[i] for i in used]), region_head, scale)
+            loss = loss + cfg.region_weight * loss_r
+            metrics.update(region_loss=loss_r.item(), region_accuracy=accuracy_r)
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, cfg.clip_steps, cfg.clip_lr, max(1, cfg.clip_steps // 20))
         optimizer.zero_grad(set_to_none=True)
@@ -204,6 +281,5 @@ def pretrain_clip(image_paths: Sequence[str | Path], captions: Sequence[str], to
         nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         if progress is not None:
-            accuracy = (logits.argmax(1) == target).float().mean().item()
-            progress(step, {"loss": loss.item(), "match_accuracy": accuracy})
+            progress(step, metrics)
     return tower.eval()

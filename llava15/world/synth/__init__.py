@@ -3,9 +3,12 @@
 `synthesize(out_dir)` writes, under `out_dir`:
 - `images/pretrain/*.png`, `images/finetune/*.png`: training images (the image folder is `images/`);
 - `pretrain.json`: stage-1 captions in the `blip_laion_cc_sbu_558k.json` format;
+- `regions.json`: for stage 0, the same images' region descriptions (Visual Genome style:
+  `[{"image", "regions": [{"bbox": [x1, y1, x2, y2] normalised, "phrase"}]}]`);
 - `finetune.json`: the stage-2 mixture in the `llava_v1_5_mix665k.json` format;
 - `train_text.txt`: all training text, one conversation per paragraph (blank-line separated),
-  one turn per line, `<image>` removed: for pretraining a tokenizer and a tiny LLM;
+  one turn per line, `<image>` replaced by the scene written out in words: for pretraining a
+  tokenizer and a tiny LLM;
 - `eval/<official dir>/...`: held-out benchmark files in the official formats and layout, each
   with a `types.json` sidecar (str(question_id) -> question type); images never seen in training;
 - `manifest.json`: seed, scale, image size, record counts per file, per-type counts.
@@ -26,12 +29,14 @@ from llava15.world.synth.bench_common import Bench
 from llava15.world.synth.benchmarks import BENCHMARKS
 from llava15.world.synth.files import SceneSource, Writer, rng_for
 from llava15.world.synth.questions import QUESTION_TYPES
+from llava15.world.synth.regions import cell_regions
 from llava15.world.synth.stage_data import (finetune_record, paragraph, pick_kind, pretrain_record,
                                             text_record)
 from llava15.world.synth.vocab import WORDS
 
 FORMAT = "llava15-synth/1"
-OUTPUTS = ("images", "eval", "pretrain.json", "finetune.json", "train_text.txt", "manifest.json")
+OUTPUTS = ("images", "eval", "pretrain.json", "regions.json", "finetune.json", "train_text.txt",
+           "manifest.json")
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class Scale:
 
 SCALES = MappingProxyType({
     "small": Scale(pretrain=160, finetune=160, text_only=16, eval_unit=6),
-    "demo": Scale(pretrain=4000, finetune=3000, text_only=300, eval_unit=150),
+    "demo": Scale(pretrain=4000, finetune=18000, text_only=1800, eval_unit=150),
 })
 
 
@@ -69,13 +74,16 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
 def _write_training(w: Writer, seed: int, scale: Scale, seen: set[str]) -> dict:
     rng = rng_for(seed, "pretrain")
     source = SceneSource(rng, seen, WORDS)
-    pretrain = []
+    pretrain, regions, scenes = [], [], {}
     for i in range(scale.pretrain):
         image = f"pretrain/{i:06d}.png"
         scene = source.draw()
         w.image(scene, f"images/{image}")
         pretrain.append(pretrain_record(i, image, scene, rng))
+        scenes[image] = scene
+        regions.append({"image": image, "regions": cell_regions(scene)})
     w.json("pretrain.json", pretrain, indent=1)
+    w.json("regions.json", regions)
 
     rng = rng_for(seed, "finetune")
     source = SceneSource(rng, seen, WORDS)
@@ -88,6 +96,7 @@ def _write_training(w: Writer, seed: int, scale: Scale, seen: set[str]) -> dict:
         if record is None:
             continue
         w.image(scene, f"images/{image}")
+        scenes[image] = scene
         finetune.append(record)
         kinds[kind] += 1
         types.update(qtypes)
@@ -98,7 +107,7 @@ def _write_training(w: Writer, seed: int, scale: Scale, seen: set[str]) -> dict:
     rng_for(seed, "mix").shuffle(finetune)  # interleave modalities, as the 665K json does
     w.json("finetune.json", finetune, indent=1)
 
-    paragraphs = [paragraph(r) for r in pretrain + finetune]
+    paragraphs = [paragraph(r, scenes.get(r.get("image"))) for r in pretrain + finetune]
     w.text("train_text.txt", "\n\n".join(paragraphs) + "\n", len(paragraphs))
     return {"pretrain": {"samples": len(pretrain)},
             "finetune": {"samples": len(finetune), "kinds": dict(sorted(kinds.items())),

@@ -91,6 +91,12 @@ def describe(scene: Scene) -> str:
     return " ".join(sentences)
 
 
+def scene_text(scene: Scene) -> str:
+    """The whole scene in words, for the LLM's text corpus: the caption's counts, then every
+    object with its size, colour, place and dot, and the word."""
+    return f"Picture: {caption(scene)}. {describe(scene)}"
+
+
 def region_phrase(obj: Obj) -> str:
     """A short RefCOCO-style expression: 'large red circle'."""
     return f"{obj.size} {obj.color} {obj.shape}"

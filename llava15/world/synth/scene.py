@@ -19,9 +19,21 @@ CELL = 1.0 / GRID
 # keeps neighbours apart (max extent 0.14 + 0.02 < half a cell).
 RADIUS = MappingProxyType({"large": (0.12, 0.14), "small": (0.07, 0.08)})
 JITTER = 0.02
-WORD_HEIGHT = 0.2     # font size of the rendered word, in image heights
+WORD_HEIGHT = 0.17    # font size of the rendered word, in image heights (fits the middle cell)
 DOT_RADIUS = 0.025    # the small detail: a few pixels at 64x64, legible at 336x336
 MAX_COUNT = 4         # counts asked about are 1..4
+
+
+def place(row: int, col: int) -> str:
+    """The words for a grid cell: 'top left', 'top', 'center', 'right', ..."""
+    r, c = ROWS[row], COLUMNS[col]
+    if r == "middle" and c == "middle":
+        return "center"
+    if r == "middle":
+        return c
+    if c == "middle":
+        return r
+    return f"{r} {c}"
 
 
 @dataclass(frozen=True)
@@ -49,21 +61,14 @@ class Obj:
     @property
     def place(self) -> str:
         """'top left', 'top', 'center', ... from the grid cell."""
-        row, col = ROWS[self.row], COLUMNS[self.col]
-        if row == "middle" and col == "middle":
-            return "center"
-        if row == "middle":
-            return col
-        if col == "middle":
-            return row
-        return f"{row} {col}"
+        return place(self.row, self.col)
 
 
 @dataclass(frozen=True)
 class Word:
     text: str
     color: str
-    row: int                  # 0 (top) or 2 (bottom): a word takes a whole grid row
+    row: int                  # 0 (top) or 2 (bottom): a word keeps its row free of objects
     cx: float
     cy: float
 
@@ -131,7 +136,7 @@ def random_scene(rng: random.Random, *, word: bool | None = None, word_prob: flo
     if has_word:
         if not words:
             raise ValueError("random_scene: a word was requested but `words` is empty")
-        cx = 0.5 + rng.uniform(-0.15, 0.15)
+        cx = 0.5 + rng.uniform(-JITTER, JITTER)  # in the middle cell, like an object
         text = Word(rng.choice(words), rng.choice(COLOR_NAMES), word_row, round(cx, 4),
                     (word_row + 0.5) * CELL)
     return Scene(background, tuple(objects), text)

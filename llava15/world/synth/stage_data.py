@@ -13,7 +13,8 @@ from types import MappingProxyType
 
 from llava15.world.synth import prompts as P
 from llava15.world.synth.chinese import CN_TYPES, ask_cn
-from llava15.world.synth.language import box_text, caption, describe, refer, region_phrase
+from llava15.world.synth.language import (box_text, caption, describe, refer, region_phrase,
+                                          scene_text)
 from llava15.world.synth.questions import (QUESTION_TYPES, ask, ask_some, format_options,
                                            with_options)
 from llava15.world.synth.scene import Scene
@@ -168,9 +169,16 @@ def text_record(index: int, rng: random.Random) -> dict:
     return {"id": f"text_{index:06d}", "conversations": turns_to_conversations(turns, None)}
 
 
-def paragraph(record: dict) -> str:
-    """A record as plain text for LM pretraining: one turn per line, `<image>` removed."""
-    lines = []
+def paragraph(record: dict, scene: Scene | None = None) -> str:
+    """A record as plain text for LM pretraining: one turn per line, `<image>` removed, and
+    first, when the record has an image, its `scene` written out (`language.scene_text`).
+
+    With the scene in front, the questions after it can be answered from the context: the tiny
+    LLM learns to look things up in what it has read, as a real LLM can before LLaVA's stage 1.
+    Without it, it could only learn the answers' priors, and stage 2 alone is too short to
+    teach a 2-layer model to find the object a question names among the image tokens.
+    """
+    lines = [scene_text(scene)] if scene is not None else []
     for turn in record["conversations"]:
         value = turn["value"].replace(P.IMAGE, "").strip()
         lines.append(value)
