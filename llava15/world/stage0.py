@@ -47,7 +47,7 @@ class Stage0Config:
     llm_batch_size: int = 8
     llm_seq_len: int = 256
     llm_lr: float = 2e-3
-    clip_steps: int = 800
+    clip_steps: int = 600
     clip_batch_size: int = 64
     clip_lr: float = 1e-3
     region_weight: float = 2.0  # weight of the region-level loss (when regions are given)

@@ -49,7 +49,7 @@ class Scale:
 
 SCALES = MappingProxyType({
     "small": Scale(pretrain=160, finetune=160, text_only=16, eval_unit=6),
-    "demo": Scale(pretrain=4000, finetune=18000, text_only=1800, eval_unit=150),
+    "demo": Scale(pretrain=4000, finetune=24000, text_only=1200, eval_unit=150),
 })
 
 
