@@ -119,12 +119,12 @@ def test_inference_prompt_is_the_training_prefix(tokenizer):
 
 
 def test_train_configs_pick_the_template_and_the_converted_llm(tmp_path):
-    for device, fraction, lr in (("cpu", 0.1, 1e-4), ("cuda", 1.0, 2e-5)):  # cuda: the official rates
+    for device, fractions, lr in (("cpu", (0.1, 0.013), 1e-4), ("cuda", (1.0, 1.0), 2e-5)):  # cuda: the official rates
         cfg = smol_config(str(tmp_path), device=device)
         pretrain, finetune = (train_config(cfg, tmp_path, s) for s in ("pretrain", "finetune"))
         assert (pretrain.stage.template, finetune.stage.template) == ("plain", "smollm2")
         assert finetune.llm == str(tmp_path / "backbones" / "llm") and finetune.device == device
-        assert pretrain.data.subsample == finetune.data.subsample == fraction
+        assert (pretrain.data.subsample, finetune.data.subsample) == fractions
         assert (pretrain.stage.lr, finetune.stage.lr) == (1e-3, lr)
     tiny = train_config(DemoConfig(out=str(tmp_path)), tmp_path, "finetune")
     assert tiny.stage.template == "vicuna_v1" and tiny.device == "cpu" and tiny.data.subsample == 1.0

@@ -188,7 +188,8 @@ def test_mmbench_tsv_has_circular_copies_and_base64_images(world):
             assert r[r["answer"]] == main[main["answer"]]  # the same answer text in every copy
             assert len(options) == sum(1 for c in "ABCD" if main[c])
             image = Image.open(io.BytesIO(base64.b64decode(r["image"])))
-            assert image.size == (64, 64)
+            size = json.loads((world / "manifest.json").read_text())["image_size"]
+            assert image.size == (size, size)
         if bench == "mmbench_cn":
             assert all(any("\u4e00" <= ch <= "\u9fff" for ch in r["question"]) for r in rows)
 

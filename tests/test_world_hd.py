@@ -44,7 +44,7 @@ def test_files_answers_and_determinism(tmp_path):
         valid = {"hd_ocr": set(WORDS), "hd_shape": set(SHAPES), "hd_count": {"1", "2", "3", "4"},
                  "hd_texture": set(TEXTURES)}
         assert r["answer"] in valid[r["type"]], r
-        assert Image.open(a / "images" / r["image"]).size == (128, 128)
+        assert Image.open(a / "images" / r["image"]).size == (2 * manifest["tile"],) * 2
 
 
 def test_textures_differ_at_full_resolution_and_vanish_at_half():

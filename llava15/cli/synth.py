@@ -16,8 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--scale", choices=("small", "demo"), default="demo",
                         help="small: a few hundred samples (tests); demo: a few thousand")
-    parser.add_argument("--image-size", type=int, default=64,
-                        help="image side in pixels (default 64)")
+    parser.add_argument("--image-size", type=int, default=96,
+                        help="image side in pixels (default 96, the demo tower's input: one "
+                             "32-pixel patch per grid cell)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a previous synth output in --out")
 

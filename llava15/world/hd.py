@@ -33,7 +33,7 @@ class HDConfig:
     seed: int = 0
     train_images: int = 600
     eval_images: int = 100
-    epochs: int = 2
+    epochs: int = 6
     batch: int = 16
     lr: float = 5e-4
 

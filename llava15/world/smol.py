@@ -62,7 +62,8 @@ def smol_config(out: str, seed: int = 0, device: str = "cpu", smoke: bool = Fals
 
     cuda: the whole demo world at the official learning rates (1e-3 for the projector in stage
     1, 2e-5 in stage 2), batches of 32, three stage-2 epochs. cpu: 10% of the stage-1 captions
-    and of the stage-2 mixture, one epoch each, micro-batches of 8, and 150 held-out questions;
+    and 1.3% of the stage-2 mixture (about 330 samples), one epoch each, micro-batches of 8, and
+    150 held-out questions;
     stage 2 at 1e-4, since its 21 steps at 2e-5 leave SmolLM2 answering in sentences. About an
     hour on 2 cores (README). `smoke`: the small world and a few steps of each stage.
     """
@@ -76,4 +77,4 @@ def smol_config(out: str, seed: int = 0, device: str = "cpu", smoke: bool = Fals
     if device == "cuda":
         return DemoConfig(**common, pretrain_batch=32, finetune_batch=32, finetune_lr=2e-5, finetune_epochs=3)
     return DemoConfig(**common, pretrain_batch=32, pretrain_fraction=0.1, finetune_batch=16, finetune_lr=1e-4,
-                      finetune_fraction=0.1, finetune_epochs=1, micro_batch=8, eval_limit=150)
+                      finetune_fraction=0.013, finetune_epochs=1, micro_batch=8, eval_limit=150)

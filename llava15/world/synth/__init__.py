@@ -48,7 +48,7 @@ class Scale:
 
 
 SCALES = MappingProxyType({
-    "small": Scale(pretrain=160, finetune=160, text_only=16, eval_unit=6),
+    "small": Scale(pretrain=160, finetune=160, text_only=16, eval_unit=20),
     "demo": Scale(pretrain=4000, finetune=24000, text_only=1200, eval_unit=150),
 })
 
@@ -120,7 +120,7 @@ def _image_group(path: str) -> str:
     return "/".join(parts[:2])
 
 
-def synthesize(out_dir: str | Path, *, seed: int = 0, scale: str = "demo", image_size: int = 64,
+def synthesize(out_dir: str | Path, *, seed: int = 0, scale: str = "demo", image_size: int = 96,
                overwrite: bool = False) -> dict:
     """Write the whole world to `out_dir` and return the manifest (also written as
     manifest.json). Same arguments -> byte-identical files."""

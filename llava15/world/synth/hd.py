@@ -1,4 +1,4 @@
-"""The high-resolution question set (issue 7): details that a 64-pixel view cannot resolve.
+"""The high-resolution question set (issue 7): details that a one-tile view cannot resolve.
 
 An HD image is four ordinary scenes, each drawn at the tower's own resolution and pasted as the
 quadrants of one image twice that size, on a background of fine checks: one-pixel squares of two
@@ -6,7 +6,7 @@ complementary colours (blue and yellow, green and purple, or black and white). Q
 what needs full resolution: the word written in one quadrant ("the top left part"), the shape of
 an object there, how many objects of a shape it holds, and the two colours of the checks. The
 base model sees the whole image resized to the tower's input, so each quadrant at half
-resolution (words about 6 pixels high) and the checks averaged to the same gray whatever their
+resolution (words about 8 pixels high) and the checks averaged to the same gray whatever their
 colours; LLaVA-1.5-HD / AnyRes with a 2x2 grid encodes each quadrant as a tile at full
 resolution, plus the downsampled global view.
 
@@ -137,7 +137,7 @@ def _draw(source: SceneSource, rng: random.Random, tile: int, path: Path) -> tup
 
 
 def synthesize_hd(out_dir: str | Path, *, seed: int = 0, train_images: int = 600,
-                  eval_images: int = 100, tile: int = 64) -> dict:
+                  eval_images: int = 100, tile: int = 96) -> dict:
     """Write the HD set under `out_dir` (see the module docstring); returns its manifest."""
     out = Path(out_dir)
     seen: set[str] = set()

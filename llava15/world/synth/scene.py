@@ -20,7 +20,7 @@ CELL = 1.0 / GRID
 RADIUS = MappingProxyType({"large": (0.12, 0.14), "small": (0.07, 0.08)})
 JITTER = 0.02
 WORD_HEIGHT = 0.17    # font size of the rendered word, in image heights (fits the middle cell)
-DOT_RADIUS = 0.025    # the small detail: a few pixels at 64x64, legible at 336x336
+DOT_RADIUS = 0.025    # the small detail: 5 pixels across at 96x96, legible at 336x336
 MAX_COUNT = 4         # counts asked about are 1..4
 
 
