@@ -58,3 +58,24 @@ def test_regions_sharing_a_phrase_are_all_its_positives():
     assert ideal.grad.abs().max().item() < 1e-3
     apart = torch.tensor([[[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]])
     assert _loss(apart, torch.eye(3)[None], ids, table)[0] > _loss(ideal.detach(), torch.eye(3)[None], ids, table)[0]
+
+
+def test_read_regions_orders_by_image_and_names_the_file_and_record_on_bad_input(tmp_path):
+    import json
+
+    import pytest
+
+    from llava15.world.demo import read_regions
+
+    path = tmp_path / "regions.json"
+    path.write_text(json.dumps([{"image": "b.png", "regions": [{"bbox": [0, 0, 1, 1], "phrase": "B"}]},
+                                {"image": "a.png", "regions": [{"bbox": [0, 0, 1, 1], "phrase": "A"}]}]))
+    assert read_regions(path, ["a.png", "b.png"]) == [[([0, 0, 1, 1], "A")], [([0, 0, 1, 1], "B")]]
+    with pytest.raises(ValueError, match=r"regions\.json: no regions for 1 pretraining images, e\.g\. c\.png"):
+        read_regions(path, ["a.png", "c.png"])
+    path.write_text(json.dumps([{"image": "a.png", "regions": [{"bbox": [0, 0, 1, 1]}]}]))
+    with pytest.raises(ValueError, match=r"regions\.json: record 0 lacks 'phrase'"):
+        read_regions(path, ["a.png"])
+    path.write_text('[{"image": "a.png",')
+    with pytest.raises(ValueError, match=r"regions\.json: not valid JSON"):
+        read_regions(path, ["a.png"])

@@ -112,8 +112,12 @@ def finetune_data(cfg: DemoConfig) -> Path:
 
 def read_regions(path: Path, images: list[str]) -> list[list[tuple[list[float], str]]]:
     """The region descriptions of `images`, in their order, from synth's `regions.json`."""
+    try:
+        records = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
     by_image = {}
-    for i, record in enumerate(json.loads(path.read_text())):
+    for i, record in enumerate(records):
         try:
             by_image[record["image"]] = [(r["bbox"], r["phrase"]) for r in record["regions"]]
         except (KeyError, TypeError) as error:

@@ -52,7 +52,8 @@ def train_variant(cfg: HDConfig, name: str) -> dict:
     from llava15.train.loop import train
 
     aspect, grid, merge = VARIANTS[name]
-    pinpoints = f"[({2 * cfg.tile()}, {2 * cfg.tile()})]" if grid else None
+    size = 2 * cfg.tile()
+    pinpoints = f"[({size}, {size})]" if grid else None
     data = cfg.out() / "data"
     stage = dataclasses.replace(FINETUNE, lr=cfg.lr, global_batch_size=cfg.batch,
                                 per_device_batch_size=cfg.batch, epochs=cfg.epochs,

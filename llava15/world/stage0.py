@@ -239,11 +239,12 @@ def pretrain_clip(image_paths: Sequence[str | Path], captions: Sequence[str], to
     width = cfg.vision.hidden_size
     text = TextTower(tokenizer.vocab_size, width)
     image_head, text_head = nn.Linear(width, width), nn.Linear(width, width)
-    region_head = nn.Linear(width, width)
     log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
     params = [*tower.parameters(), *text.parameters(), *image_head.parameters(),
-              *text_head.parameters(), *region_head.parameters(), log_scale]
+              *text_head.parameters(), log_scale]
     if regions is not None:
+        region_head = nn.Linear(width, width)
+        params += region_head.parameters()
         pool, phrase_ids, phrases = region_pooling(regions, cfg.vision.image_size // cfg.vision.patch_size)
         phrase_tokens = [tokenizer.encode(p, add_bos=False) for p in phrases]
 

@@ -8,6 +8,7 @@ included, makes each part of the image answer for what it shows.
 
 from __future__ import annotations
 
+from llava15.world.synth.language import region_phrase
 from llava15.world.synth.scene import CELL, GRID, Scene, place
 
 
@@ -19,8 +20,8 @@ def cell_regions(scene: Scene) -> list[dict]:
     """
     what: dict[tuple[int, int], str] = {}
     for obj in scene.objects:
-        phrase = f"{obj.size} {obj.color} {obj.shape}"
-        what[obj.row, obj.col] = phrase + (f" with a {obj.dot} dot" if obj.dot else "")
+        dot = f" with a {obj.dot} dot" if obj.dot else ""
+        what[obj.row, obj.col] = region_phrase(obj) + dot
     if scene.word is not None:  # drawn in the middle cell of its row
         what[scene.word.row, GRID // 2] = f"the word {scene.word.text} in {scene.word.color}"
     regions = []
