@@ -304,3 +304,14 @@ def test_cli_writes_the_world_and_refuses_a_used_directory(tmp_path, capsys, cap
     assert "--overwrite" in caplog.text and str(tmp_path) in caplog.text
     args.overwrite = True
     assert cli.run(args) == 0
+
+
+def test_every_count_the_world_asks_about_has_a_number_word():
+    """MM-Vet asks how many sides a shape has (a cross has 12): `synth --seed 2` at demo scale
+    once crashed on 'twelve'. Every side count spells; beyond the list is a clear error."""
+    from llava15.world.synth.vocab import NUMBER_WORDS, SIDES, number_word
+
+    assert [number_word(SIDES[s]) for s in ("circle", "triangle", "square", "cross")] == \
+        ["zero", "three", "four", "twelve"]
+    with pytest.raises(ValueError, match="no number word for 13"):
+        number_word(len(NUMBER_WORDS))

@@ -41,8 +41,9 @@ ROWS: tuple[str, ...] = ("top", "middle", "bottom")
 # Rendered words (OCR): short, distinct, not colliding with any other vocabulary word.
 WORDS: tuple[str, ...] = ("cat", "dog", "sun", "car", "hat", "cup", "box", "bus", "pen", "key")
 
+# Up to twelve: a cross has 12 sides (MM-Vet's "How many sides does the cross have?").
 NUMBER_WORDS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six", "seven",
-                                 "eight", "nine")
+                                 "eight", "nine", "ten", "eleven", "twelve")
 
 # MMBench-CN: the Chinese names of the words that appear in its options and questions.
 CN = MappingProxyType({
@@ -59,4 +60,6 @@ def plural(shape: str, n: int) -> str:
 
 
 def number_word(n: int) -> str:
+    if not 0 <= n < len(NUMBER_WORDS):
+        raise ValueError(f"no number word for {n}: the world spells 0..{len(NUMBER_WORDS) - 1}")
     return NUMBER_WORDS[n]
