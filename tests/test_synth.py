@@ -306,58 +306,6 @@ def test_cli_writes_the_world_and_refuses_a_used_directory(tmp_path, capsys, cap
     assert cli.run(args) == 0
 
 
-def test_weighted_question_order_follows_the_weights():
-    """`weighted_order`: a type of weight w comes first about w times as often as one of weight
-    1; every type still appears exactly once per order."""
-    from llava15.world.synth.questions import weighted_order
-
-    rng = random.Random(0)
-    types = ("color", "position", "scene")
-    weights = {"position": 3.0, "scene": 0.5}
-    firsts = Counter()
-    for _ in range(9000):
-        order = weighted_order(rng, types, weights)
-        assert sorted(order) == sorted(types)
-        firsts[order[0]] += 1
-    total = 1 + 3.0 + 0.5  # the chance of coming first is w / sum(w)
-    for qtype, w in (("color", 1.0), ("position", 3.0), ("scene", 0.5)):
-        assert abs(firsts[qtype] / 9000 - w / total) < 0.02, firsts
-
-
-def test_vqa_rounds_favour_the_types_that_need_one_object(world):
-    """The stage-2 short-answer rounds ask position and relation more often than colour, and
-    the background less (stage_data.VQA_TYPE_WEIGHTS); the manifest counts rounds per type."""
-    rounds = json.loads((world / "manifest.json").read_text())["training"]["finetune"]["rounds_per_type"]
-    assert rounds["position"] > rounds["color"] > rounds["scene"], rounds
-    assert rounds["relation"] > rounds["color"], rounds
-
-
-def test_stage1_captions_name_every_object_with_its_place_and_colour():
-    """`placed_caption`: every object in reading order with its size, colour, shape and place;
-    the colour is the one drawn at the object's centre, the place the cell it is drawn in."""
-    from llava15.world.synth.language import placed_caption
-    from llava15.world.synth.scene import place
-
-    pattern = re.compile(r"an? (small|large) (\w+) (\w+)(?: with an? (\w+) dot)? "
-                         r"(?:at the ([a-z ]+?)|in the (center))(?=, | and | on a )")
-    rng = random.Random(7)
-    for _ in range(40):
-        scene = random_scene(rng, words=WORDS, dot_prob=0.5)
-        text = placed_caption(scene)
-        image = render(scene, 96)
-        found = pattern.findall(text)
-        assert len(found) == len(scene.objects), text
-        for obj, (size, color, shape, dot, where, center) in zip(scene.objects, found):
-            assert (size, color, shape, dot or None) == (obj.size, obj.color, obj.shape, obj.dot), text
-            assert (where or center) == place(obj.row, obj.col), text
-            if obj.dot is None:  # a dot covers the centre pixel
-                assert close(pixel(image, obj.cx, obj.cy), COLORS[color], tol=2), text
-        assert text.split(" on a ")[1].startswith(scene.background), text
-        if scene.word is not None:
-            assert text.endswith(f"the word {scene.word.text} at the "
-                                 f"{'top' if scene.word.row == 0 else 'bottom'}"), text
-
-
 def test_every_count_the_world_asks_about_has_a_number_word():
     """MM-Vet asks how many sides a shape has (a cross has 12): `synth --seed 2` at demo scale
     once crashed on 'twelve'. Every side count spells; beyond the list is a clear error."""

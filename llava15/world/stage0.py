@@ -149,7 +149,7 @@ class TextTower(nn.Module):
     """A tiny bidirectional transformer over caption ids, mean-pooled: CLIP's text side."""
 
     def __init__(self, vocab_size: int, width: int, layers: int = 2, heads: int = 4,
-                 max_len: int = 96) -> None:
+                 max_len: int = 64) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, width)
         self.position = nn.Parameter(torch.zeros(max_len, width))

@@ -52,10 +52,7 @@ def render(scene: Scene, size: int = 64) -> Image.Image:
     if scene.word is not None:
         font = ImageFont.load_default(size=max(8, round(WORD_HEIGHT * size)))
         w = scene.word
-        # Bold (a one-pixel stroke in the same colour): the thin antialiased strokes of the
-        # default font left a 32-pixel patch too few pixels to tell ten words apart.
-        draw.text((w.cx * size, w.cy * size), w.text, fill=COLORS[w.color], font=font, anchor="mm",
-                  stroke_width=1, stroke_fill=COLORS[w.color])
+        draw.text((w.cx * size, w.cy * size), w.text, fill=COLORS[w.color], font=font, anchor="mm")
     return image
 
 

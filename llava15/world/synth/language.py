@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from llava15.world.synth.scene import Obj, Scene, place
+from llava15.world.synth.scene import Obj, Scene
 from llava15.world.synth.vocab import number_word, plural
 
 # Attribute combinations tried in order, shortest first, to name one object uniquely.
@@ -61,37 +61,11 @@ def join(items: list[str]) -> str:
 
 
 def caption(scene: Scene) -> str:
-    """A brief BLIP-style caption (conversation overviews, TextCaps, LLaVA-Bench): lower case,
-    one line, no final period. Stage 1 uses the longer `placed_caption`."""
+    """A brief BLIP-style caption (stage 1): lower case, one line, no final period."""
     parts = [_count_phrase(n, f"{c} {plural(s, n)}") for n, c, s in groups(scene)]
     text = f"{join(parts)} on a {scene.background} background"
     if scene.word is not None:
         text += f" with the word {scene.word.text}"
-    return text
-
-
-def where(row: int, col: int) -> str:
-    """'at the top left', 'in the center', ..."""
-    name = place(row, col)
-    return "in the center" if name == "center" else f"at the {name}"
-
-
-def placed_caption(scene: Scene) -> str:
-    """A stage-1 caption that names every object with its size, colour, dot and place, in
-    reading order, then the background and the word with its place: 'a large red circle with
-    a blue dot at the top left and a small green square in the center on a white background'.
-
-    Stage 1 trains only the projector, on what the captions say: a caption without places (or
-    sizes, or words) leaves the projector free to drop them, and the stage-2 LLM then has to
-    learn to read them on its own, which a tiny one does late or never.
-    """
-    parts = []
-    for obj in scene.objects:
-        dot = f" with {article(obj.dot)} {obj.dot} dot" if obj.dot else ""
-        parts.append(f"{article(obj.size)} {region_phrase(obj)}{dot} {where(obj.row, obj.col)}")
-    text = f"{join(parts)} on a {scene.background} background"
-    if scene.word is not None:
-        text += f" with the word {scene.word.text} {where(scene.word.row, 1)}"
     return text
 
 

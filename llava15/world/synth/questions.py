@@ -8,7 +8,7 @@ no dot, ...); callers then try another type or another object. Short answers are
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -190,24 +190,11 @@ def ask(scene: Scene, rng: random.Random, qtype: str) -> QA | None:
     return GENERATORS[qtype](scene, rng)
 
 
-def weighted_order(rng: random.Random, types: tuple[str, ...],
-                   weights: Mapping[str, float]) -> list[str]:
-    """`types` in a random order where a type of weight w comes first w times as often as one
-    of weight 1 (sampling without replacement, Efraimidis-Spirakis keys u ** (1 / w))."""
-    keys = {t: rng.random() ** (1.0 / weights.get(t, 1.0)) for t in types}
-    return sorted(types, key=keys.__getitem__, reverse=True)
-
-
-def ask_some(scene: Scene, rng: random.Random, types: tuple[str, ...], n: int,
-             weights: Mapping[str, float] | None = None) -> list[QA]:
-    """Up to n questions of distinct text, types drawn from `types` in random order (each
-    type equally likely first, or by `weights`)."""
+def ask_some(scene: Scene, rng: random.Random, types: tuple[str, ...], n: int) -> list[QA]:
+    """Up to n questions of distinct text, types drawn from `types` in random order."""
     out: list[QA] = []
-    if weights is None:
-        order = list(types)
-        rng.shuffle(order)
-    else:
-        order = weighted_order(rng, types, weights)
+    order = list(types)
+    rng.shuffle(order)
     for qtype in order * 2:
         if len(out) == n:
             break

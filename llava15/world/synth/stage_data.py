@@ -13,8 +13,8 @@ from types import MappingProxyType
 
 from llava15.world.synth import prompts as P
 from llava15.world.synth.chinese import CN_TYPES, ask_cn
-from llava15.world.synth.language import (box_text, caption, describe, placed_caption, refer,
-                                          region_phrase, scene_text)
+from llava15.world.synth.language import (box_text, caption, describe, refer, region_phrase,
+                                          scene_text)
 from llava15.world.synth.questions import (QUESTION_TYPES, ask, ask_some, format_options,
                                            with_options)
 from llava15.world.synth.scene import Scene
@@ -34,13 +34,6 @@ MIXTURE: tuple[tuple[str, float], ...] = (
     ("region", 0.06), ("unanswerable", 0.05), ("cn", 0.04),
 )
 MC_TYPES: tuple[str, ...] = ("color", "shape", "count", "position", "size", "ocr", "detail")
-# How often each question type comes first in a short-answer VQA sample, relative to the
-# others. Colour, shape, size and count can be answered from the image tokens taken together
-# (which colours go with which shapes); position and relation need the one token of the object
-# the question names, which a tiny LLM learns late: they get more rounds. The background is
-# learned within the first hundred steps and gets fewer.
-VQA_TYPE_WEIGHTS = MappingProxyType({"position": 3.0, "relation": 3.0, "existence": 2.0,
-                                     "ocr": 1.5, "scene": 0.5})
 
 
 def turns_to_conversations(turns: Turns, image_first: bool | None) -> list[dict]:
@@ -55,17 +48,14 @@ def turns_to_conversations(turns: Turns, image_first: bool | None) -> list[dict]
 
 
 def pretrain_record(index: int, image: str, scene: Scene, rng: random.Random) -> dict:
-    """A stage-1 sample: a brief-description instruction and a caption that places every
-    object (`language.placed_caption`), so the projector learns to carry places, sizes and
-    the word, not only the colours and shapes a BLIP-style caption lists."""
     instruction = rng.choice(P.BRIEF_INSTRUCTIONS)
-    turns = [(instruction, placed_caption(scene), "caption")]
+    turns = [(instruction, caption(scene), "caption")]
     return {"id": f"{index:09d}", "image": image,
             "conversations": turns_to_conversations(turns, image_first=rng.random() < 0.5)}
 
 
 def _vqa(scene: Scene, rng: random.Random) -> Turns:
-    qas = ask_some(scene, rng, QUESTION_TYPES, rng.randint(2, 4), VQA_TYPE_WEIGHTS)
+    qas = ask_some(scene, rng, QUESTION_TYPES, rng.randint(2, 4))
     return [(P.with_suffix(qa.question, P.SHORT_ANSWER), qa.answer, qa.qtype) for qa in qas]
 
 
