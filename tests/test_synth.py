@@ -315,3 +315,34 @@ def test_every_count_the_world_asks_about_has_a_number_word():
         ["zero", "three", "four", "twelve"]
     with pytest.raises(ValueError, match="no number word for 13"):
         number_word(len(NUMBER_WORDS))
+
+
+def test_world_probe_reads_its_labels_off_the_region_phrases():
+    """`bench/world_probe.py` labels each token from `regions.json` phrases: its cell, and the
+    shape, colour and size of the object (or the word) drawn there, as the scene has them."""
+    import importlib.util
+
+    from llava15.world.synth.regions import cell_regions
+    from llava15.world.synth.vocab import COLOR_NAMES, SHAPES, SIZES
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "world_probe.py"
+    spec = importlib.util.spec_from_file_location("world_probe", path)
+    world_probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(world_probe)
+    rng = random.Random(3)
+    scenes = [random_scene(rng, words=WORDS, dot_prob=0.5) for _ in range(30)]
+    labels = world_probe.cell_labels([{"image": f"{i}.png", "regions": cell_regions(s)}
+                                      for i, s in enumerate(scenes)])
+    assert len(labels["column"]) == len(labels["row"]) == 9 * len(scenes)
+    expected = {"shape": [], "colour": [], "size": [], "word": []}
+    for i, scene in enumerate(scenes):
+        for obj in sorted(scene.objects, key=lambda o: (o.row, o.col)):
+            k = 3 * obj.row + obj.col
+            expected["shape"].append((i, k, SHAPES.index(obj.shape)))
+            expected["colour"].append((i, k, COLOR_NAMES.index(obj.color)))
+            expected["size"].append((i, k, SIZES.index(obj.size)))
+        if scene.word is not None:
+            expected["word"].append((i, 3 * scene.word.row + 1, WORDS.index(scene.word.text)))
+    assert expected["word"] and all(labels[name] == expected[name] for name in expected)
+    with pytest.raises(ValueError, match=r"record 0 \(0\.png\): expected 9 cells, got 1"):
+        world_probe.cell_labels([{"image": "0.png", "regions": cell_regions(scenes[0])[:1]}])
