@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from bench_scripts import load_bench
 
 
 @pytest.fixture(scope="module")
 def toy():
-    path = Path(__file__).resolve().parents[1] / "bench" / "binding_toy.py"
-    spec = importlib.util.spec_from_file_location("binding_toy", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        del sys.modules[spec.name]
+    return load_bench("binding_toy")
 
 
 def test_the_answer_is_the_colour_of_the_object_the_question_names(toy):

@@ -320,15 +320,12 @@ def test_every_count_the_world_asks_about_has_a_number_word():
 def test_world_probe_reads_its_labels_off_the_region_phrases():
     """`bench/world_probe.py` labels each token from `regions.json` phrases: its cell, and the
     shape, colour and size of the object (or the word) drawn there, as the scene has them."""
-    import importlib.util
+    from bench_scripts import load_bench
 
     from llava15.world.synth.regions import cell_regions
     from llava15.world.synth.vocab import COLOR_NAMES, SHAPES, SIZES
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "world_probe.py"
-    spec = importlib.util.spec_from_file_location("world_probe", path)
-    world_probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(world_probe)
+    world_probe = load_bench("world_probe")
     rng = random.Random(3)
     scenes = [random_scene(rng, words=WORDS, dot_prob=0.5) for _ in range(30)]
     labels = world_probe.cell_labels([{"image": f"{i}.png", "regions": cell_regions(s)}
