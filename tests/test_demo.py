@@ -4,6 +4,7 @@ model beats the blind baseline, the report files exist, and a re-run resumes."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -66,3 +67,18 @@ def test_hd_comparison_trains_both_variants_and_resumes(demo):
     saved = json.loads((out / "hd" / "hd_results.json").read_text())
     assert saved["accuracy"] == json.loads(json.dumps(report["accuracy"]))
     assert run_hd(cfg)["accuracy"] == report["accuracy"]  # every stage already done
+
+
+def test_lookup_bench_trains_stage2_on_the_demo_and_probes(demo, tmp_path):
+    """`bench/lookup_stage2.py` end to end on the smoke demo's backbones, a few steps."""
+    from bench_scripts import load_bench
+
+    bench = load_bench("lookup_stage2")
+    out, _ = demo
+    assert bench.make_dataset(tmp_path / "data", 24, one_hop_share=0.5) > 0
+    bench.train_stage2(out, tmp_path / "data", tmp_path / "run", batch_size=8)
+    curve = losses(tmp_path / "run")
+    assert curve and all(math.isfinite(x) for x in curve)
+    accuracy = bench.probe(tmp_path / "run", scenes=8)
+    assert set(accuracy) == {"one_step", "two_step"}
+    assert all(0.0 <= a <= 1.0 for a in accuracy.values())

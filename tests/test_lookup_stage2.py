@@ -1,0 +1,54 @@
+"""`bench/lookup_stage2.py`: its records say what the scene shows, in the official format."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from bench_scripts import load_bench
+
+from llava15.world.synth.scene import random_scene
+from llava15.world.synth.vocab import WORDS
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_bench("lookup_stage2")
+
+
+def test_records_name_each_object_with_its_own_attribute(bench):
+    rng = random.Random(3)
+    kinds = {"shape": 0, "color": 0, "question": 0, "none": 0}
+    for i in range(400):
+        scene = random_scene(rng, words=WORDS)
+        record = bench.make_record(i, "x.png", scene, rng, one_hop_share=0.5, two_kinds=True)
+        if record is None:
+            kinds["none"] += 1
+            continue
+        human, gpt = (turn["value"] for turn in record["conversations"])
+        assert human.startswith("<image>\n") and record["image"] == "x.png"
+        by = {o.shape: o for o in scene.objects} | {o.color: o for o in scene.objects}
+        if bench.BY_SHAPE in human or bench.BY_COLOR in human:
+            key, value = ("shape", "color") if bench.BY_SHAPE in human else ("color", "shape")
+            kinds[key] += 1
+            items = [item.split(" ") for item in gpt.split(", ")]
+            keys = [k for k, _ in items]
+            assert sorted(keys) == sorted(getattr(o, key) for o in bench.unique(scene, key))
+            for k, v in items:  # the key is unique in the scene, so `by` finds its object
+                assert [getattr(o, key) for o in scene.objects].count(k) == 1
+                assert getattr(by[k], value) == v
+        else:
+            kinds["question"] += 1
+            shape = human.split("What color is the ")[1].split("?")[0]
+            assert [o.shape for o in scene.objects].count(shape) == 1
+            assert gpt == by[shape].color
+            assert human.endswith(bench.SHORT_ANSWER)
+    assert min(kinds.values()) > 0, kinds  # every branch ran, and scenes without a unique shape exist
+
+
+def test_make_dataset_writes_one_image_per_record(bench, tmp_path):
+    n = bench.make_dataset(tmp_path, 30, one_hop_share=0.3, image_size=32)
+    records = json.loads((tmp_path / "finetune.json").read_text())
+    assert len(records) == n > 0
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted(r["image"] for r in records)
