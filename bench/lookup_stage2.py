@@ -47,11 +47,11 @@ from pathlib import Path
 
 import torch
 
+from llava15.world.synth import prompts as P
 from llava15.world.synth.draw import render
 from llava15.world.synth.scene import Obj, Scene, random_scene
 from llava15.world.synth.vocab import WORDS
 
-SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
 BY_SHAPE = "List the objects by shape, each shape followed by its color."
 BY_COLOR = "List the objects by color, each color followed by its shape."
 
@@ -65,6 +65,11 @@ def unique(scene: Scene, attribute: str) -> list[Obj]:
 def inventory(objects: list[Obj], key: str, value: str) -> str:
     """'circle red, square blue' for key 'shape', value 'color', in the given order."""
     return ", ".join(f"{getattr(o, key)} {getattr(o, value)}" for o in objects)
+
+
+def question(target: Obj) -> str:
+    """The two-step question about `target`, with the short-answer prompt."""
+    return P.with_suffix(f"What color is the {target.shape}?", P.SHORT_ANSWER)
 
 
 def make_record(index: int, image: str, scene: Scene, rng: random.Random, one_hop_share: float,
@@ -85,9 +90,9 @@ def make_record(index: int, image: str, scene: Scene, rng: random.Random, one_ho
         human, gpt = instruction, inventory(objects, key, value)
     else:
         target = rng.choice(objects)
-        human, gpt = f"What color is the {target.shape}?{SHORT_ANSWER}", target.color
+        human, gpt = question(target), target.color
     return {"id": f"{index:06d}", "image": image,
-            "conversations": [{"from": "human", "value": f"<image>\n{human}"},
+            "conversations": [{"from": "human", "value": f"{P.IMAGE}\n{human}"},
                               {"from": "gpt", "value": gpt}]}
 
 
@@ -111,21 +116,18 @@ def make_dataset(out: Path, samples: int, one_hop_share: float, two_kinds: bool 
 
 def train_stage2(demo: Path, data: Path, out: Path, epochs: int = 1, lr: float = 1e-3,
                  batch_size: int = 16) -> None:
-    """Stage 2 with the demo's recipe from `demo`'s backbones and stage-1 projector."""
-    from llava15.train.config import FINETUNE, DataConfig, TrainConfig
+    """Stage 2 exactly as the demo configures it (`world.demo.train_config`) from `demo`'s
+    backbones and stage-1 projector, on `data` instead of the demo's mixture."""
     from llava15.train.distributed import init_runtime, shutdown
     from llava15.train.loop import train
+    from llava15.world.demo import DemoConfig, train_config
 
-    recipe = dataclasses.replace(FINETUNE, lr=lr, global_batch_size=batch_size,
-                                 per_device_batch_size=batch_size, epochs=epochs, template="vicuna_v1")
-    config = TrainConfig(
-        stage=recipe, out=str(out), seed=0, llm=str(demo / "backbones" / "llm"),
-        vision_tower=str(demo / "backbones" / "clip"),
-        pretrain_mm_mlp_adapter=str(demo / "pretrain" / "mm_projector.bin"),
-        gradient_checkpointing=False, save_steps=10_000, device="cpu",
-        data=DataConfig(path=str(data / "finetune.json"), image_folder=str(data / "images"),
-                        num_workers=0, model_max_length=320)).validate()
-    runtime = init_runtime(0, 1, 0, "cpu")
+    demo_config = DemoConfig(out=str(out), shared_from=str(demo), reuse_pretrain=True,
+                             finetune_lr=lr, finetune_batch=batch_size, finetune_epochs=epochs)
+    config = train_config(demo_config, out, "finetune")
+    config = dataclasses.replace(config, out=str(out), data=dataclasses.replace(
+        config.data, path=str(data / "finetune.json"), image_folder=str(data / "images"))).validate()
+    runtime = init_runtime(0, 1, 0, config.device)
     try:
         train(config, runtime)
     finally:
@@ -167,22 +169,21 @@ def probe(model_dir: Path, scenes: int = 200, seed: int = 5) -> dict[str, float]
             hits[kind] += int(guesses[target - 1].item() == ids[target])  # position t-1 predicts t
             totals[kind] += 1
 
+    size = engine.image_config.crop_size[0]
+    inventory_prompt = engine.build_prompt([("user", f"{P.IMAGE}\n{BY_SHAPE}")])
     with torch.no_grad():
         for _ in range(scenes):
             scene = random_scene(rng, words=WORDS)
             objects = unique(scene, "shape")
             if not objects:
                 continue
-            size = engine.image_config.crop_size[0]
             pixels = process_images([render(scene, size)], engine.image_config, "pad")
             rng.shuffle(objects)
             items = [f"{',' if k else ''} {o.shape} {o.color}" for k, o in enumerate(objects)]
-            score("one_step", engine.build_prompt([("user", f"<image>\n{BY_SHAPE}")]), items, pixels,
-                  answer_start=False)
+            score("one_step", inventory_prompt, items, pixels, answer_start=False)
             target = rng.choice(objects)
-            question = f"<image>\nWhat color is the {target.shape}?{SHORT_ANSWER}"
-            score("two_step", engine.build_prompt([("user", question)]), [f" {target.color}"], pixels,
-                  answer_start=True)
+            prompt = engine.build_prompt([("user", f"{P.IMAGE}\n{question(target)}")])
+            score("two_step", prompt, [f" {target.color}"], pixels, answer_start=True)
     return {kind: hits[kind] / totals[kind] for kind in totals}
 
 

@@ -43,7 +43,7 @@ def test_records_name_each_object_with_its_own_attribute(bench):
             shape = human.split("What color is the ")[1].split("?")[0]
             assert [o.shape for o in scene.objects].count(shape) == 1
             assert gpt == by[shape].color
-            assert human.endswith(bench.SHORT_ANSWER)
+            assert human.endswith("\nAnswer the question using a single word or phrase.")
     assert min(kinds.values()) > 0, kinds  # every branch ran, and scenes without a unique shape exist
 
 
@@ -52,3 +52,19 @@ def test_make_dataset_writes_one_image_per_record(bench, tmp_path):
     records = json.loads((tmp_path / "finetune.json").read_text())
     assert len(records) == n > 0
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted(r["image"] for r in records)
+
+
+class WordEngine:
+    """An engine stand-in whose tokens are whitespace-separated words."""
+
+    def encode(self, text: str) -> list[str]:
+        return text.split()
+
+
+def test_encode_continuation_gives_token_boundaries_and_refuses_merges(bench):
+    ids, bounds = bench.encode_continuation(WordEngine(), "USER: hi", [" circle red", " square blue"])
+    assert ids == ["USER:", "hi", "circle", "red", "square", "blue"]
+    assert bounds == [2, 4, 6]
+    assert [ids[end - 1] for end in bounds[1:]] == ["red", "blue"]  # each piece's last token
+    with pytest.raises(ValueError, match="merges across the end of 'USER: hi red'"):
+        bench.encode_continuation(WordEngine(), "USER: hi", [" red", "dish"])  # 'reddish'
