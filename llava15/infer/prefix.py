@@ -30,13 +30,10 @@ from dataclasses import dataclass
 
 import torch
 
+from llava15.model.calls import CALL_COST, cut_by_length
 from llava15.model.llama import KVCache
 from llava15.model.llava import Llava
 
-# What one forward call costs beyond its positions, in positions: measured on the demo model
-# (2-layer, 128-wide) on 2 CPU cores, a call's fixed cost is ~1.3 ms and a position ~20 us. It
-# only decides how rounds are cut into calls; any value gives the same answers.
-CALL_COST = 64
 
 
 @dataclass(frozen=True)
@@ -109,17 +106,8 @@ def plan_spans(keys: Sequence[tuple[int, ...]], min_saved: int = CALL_COST) -> l
 def sub_batches(spans: Sequence[Span], call_cost: int = CALL_COST) -> list[list[Span]]:
     """Spans of one round cut into forward calls: by length, longest first, where one call
     padding short spans to its longest costs more than a call of their own (`call_cost`
-    positions). Exact minimum over such cuts."""
-    order = sorted(spans, key=lambda s: s.start - s.end)  # longest first
-    best = [(0, 0)] + [(0, 0)] * len(order)  # best[i]: (cost, start of the last call) of order[:i]
-    for i in range(1, len(order) + 1):
-        best[i] = min((best[j][0] + call_cost + (i - j) * (order[j].end - order[j].start), j)
-                      for j in range(i))
-    calls, i = [], len(order)
-    while i:
-        calls.append(order[best[i][1]:i])
-        i = best[i][1]
-    return calls[::-1]
+    positions). Exact minimum over such cuts (`cut_by_length`)."""
+    return [[spans[i] for i in call] for call in cut_by_length([s.end - s.start for s in spans], call_cost)]
 
 
 def prefill_spans(model: Llava, prompts: Sequence[torch.Tensor], spans: Sequence[Span],

@@ -89,6 +89,10 @@ class TrainConfig:
     loss_normalization: str = "mean_per_microbatch"  # HF Trainer's rule; or "token_weighted"
     packing: bool = False
     pack_length: int | None = None  # None: data.model_max_length
+    # The rows' common prefix (system prompt) once, the rest in calls by length: the same loss
+    # with fewer positions (`llava15.train.shared_prefix`). One process, no packing, no
+    # gradient checkpointing.
+    shared_prefix: bool = False
     gradient_checkpointing: bool = True
     max_steps: int | None = None  # None: epochs x steps per epoch
     save_steps: int = 500
@@ -130,6 +134,9 @@ class TrainConfig:
             raise ValueError(f"data.subsample must be in (0, 1], got {self.data.subsample}")
         if not self.model and not (self.llm and self.vision_tower):
             raise ValueError("give --model DIR (a LLaVA checkpoint) or --llm DIR and --vision-tower DIR")
+        if self.shared_prefix and (self.packing or self.gradient_checkpointing):
+            raise ValueError("shared_prefix does not combine with packing or gradient_checkpointing "
+                             "(it runs the decoder in several calls over right-padded rows)")
         if self.mm_patch_merge_type not in (None, *MERGE_TYPES):
             raise ValueError(f"mm_patch_merge_type must be one of {MERGE_TYPES}, got {self.mm_patch_merge_type!r}")
         return self

@@ -103,6 +103,10 @@ def prepare(config: TrainConfig, runtime: Runtime) -> Run:
     dataset = build_dataset(config, initial)
     objective = Objective(model).to(runtime.device).train()
     objective.keep_units_busy = runtime.distributed
+    if config.shared_prefix and runtime.distributed:
+        raise ValueError("shared_prefix runs in one process only (FSDP units would be gathered once "
+                         "per decoder call); turn it off for distributed training")
+    objective.shared_prefix = config.shared_prefix
     wrapped = shard(objective, runtime)
     stage = config.stage
     optimizer = torch.optim.AdamW(param_groups(model, stage), lr=stage.lr, betas=(stage.adam_beta1, stage.adam_beta2),

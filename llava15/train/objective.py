@@ -24,6 +24,7 @@ from torch import nn
 
 from llava15.config import IGNORE_INDEX
 from llava15.model.llava import Llava
+from llava15.train.shared_prefix import summed_loss
 
 
 class Objective(nn.Module):
@@ -33,6 +34,8 @@ class Objective(nn.Module):
         # With FSDP every process must run every sharded unit in each micro-batch (their gathers
         # and reductions are collective), so a row set without images still runs the projector.
         self.keep_units_busy = False
+        # `shared_prefix.summed_loss` for right-padded batches: the same loss, fewer positions
+        self.shared_prefix = False
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor,
                 position_ids: torch.Tensor | None = None,
@@ -49,6 +52,9 @@ class Objective(nn.Module):
             # adds exactly 0, but makes the decoder's backward run as it does with images (when
             # only the projector trains, each process must gather the frozen layers alike)
             inputs_embeds = inputs_embeds + 0.0 * idle.mean().to(inputs_embeds.dtype)
+        if self.shared_prefix and attention_mask.dim() == 2:
+            return summed_loss(self.llava.language_model, inputs_embeds, input_ids, labels,
+                               attention_mask, self.llava.config.image_token_index)
         b, t, _ = inputs_embeds.shape
         if attention_mask.dim() == 4:  # packed rows: block-diagonal mask and restarting positions
             if position_ids is None:
