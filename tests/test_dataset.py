@@ -133,3 +133,23 @@ def test_samples_equal_the_official_lazy_supervised_dataset(template, aspect):
             assert len(ids) == len(case["input_ids"]) and sample.pixel_values is None
         if all(x == IGNORE_INDEX for x in case["labels"]):
             assert sample.num_targets == 0  # counted as fully masked by collate, never trained on
+
+
+def test_cached_tokens_equal_fresh_ones_and_an_image_lost_later_is_still_skipped(data, tmp_path):
+    _, images, records, _ = data
+    fresh = dataset(records, images)
+    cached = dataset(records, images, cache_text=True)
+    for epoch in range(2):
+        for i in range(len(records)):
+            a, b = fresh[i], cached[i]
+            assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.labels, b.labels)
+            assert a.mismatch == b.mismatch
+    assert sorted(cached.text_cache) == list(range(len(records)))
+    # the cache holds tokens, not images: an image that goes missing after epoch 1 is skipped then
+    first = next(i for i, r in enumerate(records) if "image" in r)
+    (tmp_path / "img.png").write_bytes((images / records[first]["image"]).read_bytes())
+    moved = [dict(records[first], image=str(tmp_path / "img.png"))]
+    ds = dataset(moved, images, cache_text=True)
+    assert not ds[0].skipped
+    (tmp_path / "img.png").unlink()
+    assert "not found" in ds[0].skipped

@@ -186,7 +186,7 @@ class LazySupervisedDataset(Dataset):
                  image_config: ImageProcessorConfig, image_aspect_ratio: str, model_max_length: int,
                  image_token_index: int, num_image_tokens: int,
                  image_grid_pinpoints: tuple[Size, ...] = (), image_token_count: ImageTokenCount | None = None,
-                 strict: bool = False) -> None:
+                 strict: bool = False, cache_text: bool = False) -> None:
         if image_aspect_ratio == "anyres" and (not image_grid_pinpoints or image_token_count is None):
             raise ValueError("image_aspect_ratio='anyres' needs image_grid_pinpoints and image_token_count")
         self.records = records
@@ -201,6 +201,10 @@ class LazySupervisedDataset(Dataset):
         self.image_grid_pinpoints = list(image_grid_pinpoints)
         self.image_token_count = image_token_count
         self.strict = strict
+        # index -> ((has image, image positions), `_text` result): a record's tokens are the same
+        # in every epoch. Per process: with DataLoader workers each fills its own copy (and loses
+        # it when the workers end with the epoch), so it pays off with num_workers=0.
+        self.text_cache: dict[int, tuple[tuple[bool, int], tuple]] | None = {} if cache_text else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -235,9 +239,27 @@ class LazySupervisedDataset(Dataset):
                 pixel_values, image_size, n_image = self._image(record["image"])
             except (ImageError, OSError) as e:
                 return self._skip(index, f"image {record['image']!r}: {e}")
+        shape = (pixel_values is not None, n_image)  # what the tokens depend on beside the record
+        cached = self.text_cache.get(index) if self.text_cache is not None else None
+        if cached is not None and cached[0] == shape:
+            ids, labels, mismatch, length = cached[1]
+        else:
+            ids, labels, mismatch, length = self._text(conversations, *shape)
+            if self.text_cache is not None:
+                self.text_cache[index] = (shape, (ids, labels, mismatch, length))
+        if pixel_values is not None and int((ids == self.image_token_index).sum()) != n_image:
+            # a partial image cannot be placed (its features are merged as a whole)
+            return self._skip(index, f"the sample is {length} tokens long with its image taking {n_image} "
+                                     f"of them: model_max_length={self.model_max_length} cuts through the image")
+        return Sample(index, ids, labels, pixel_values, mismatch=mismatch, image_size=image_size)
+
+    def _text(self, conversations: list[dict], has_image: bool, n_image: int,
+              ) -> tuple[torch.Tensor, torch.Tensor, bool, int]:
+        """(input_ids, labels, official mismatch flag, length before truncation) of a conversation
+        whose image (if any) takes `n_image` positions."""
         # encode_conversation applies the official preprocess_multimodal to image samples
-        encoded = encode_conversation(conversations, self.tokenizer, self.template,
-                                      pixel_values is not None, self.model_max_length)
+        encoded = encode_conversation(conversations, self.tokenizer, self.template, has_image,
+                                      self.model_max_length)
         # encode_conversation marks each image with the official -200 sentinel; a llava-hf model
         # (a real `<image>` id) then reads its own id at the expanded positions
         ids, labels = expand_image_tokens(encoded.input_ids, encoded.labels, IMAGE_TOKEN_INDEX,
@@ -248,8 +270,4 @@ class LazySupervisedDataset(Dataset):
         ids = torch.as_tensor(ids, dtype=torch.long)[:self.model_max_length]
         ids[ids == IMAGE_TOKEN_INDEX] = self.image_token_index
         labels = torch.as_tensor(labels, dtype=torch.long)[:self.model_max_length]
-        if pixel_values is not None and int((ids == self.image_token_index).sum()) != n_image:
-            # a partial image cannot be placed (its features are merged as a whole)
-            return self._skip(index, f"the sample is {length} tokens long with its image taking {n_image} "
-                                     f"of them: model_max_length={self.model_max_length} cuts through the image")
-        return Sample(index, ids, labels, pixel_values, mismatch=bool(encoded.mismatch), image_size=image_size)
+        return ids, labels, bool(encoded.mismatch), length

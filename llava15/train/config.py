@@ -65,6 +65,7 @@ class DataConfig:
     model_max_length: int = 2048
     subsample: float = 1.0  # fraction of records kept (data-efficiency study), fixed by seed
     num_workers: int = 2  # DataLoader worker processes that load images lazily
+    cache_text: bool = False  # keep each record's tokens after the first epoch (num_workers=0)
     sampler_variant: str = "head"  # "head" | "v1.1" (where the mixed last megabatch goes)
 
 

@@ -82,7 +82,8 @@ def build_dataset(config: TrainConfig, initial: Initial) -> LazySupervisedDatase
         model_max_length=config.data.model_max_length, image_token_index=initial.config.image_token_index,
         num_image_tokens=initial.config.num_image_tokens,
         image_grid_pinpoints=initial.config.image_grid_pinpoints,
-        image_token_count=functools.partial(image_token_count, initial.config), strict=config.strict)
+        image_token_count=functools.partial(image_token_count, initial.config), strict=config.strict,
+        cache_text=config.data.cache_text)
 
 
 def prepare(config: TrainConfig, runtime: Runtime) -> Run:

@@ -175,7 +175,7 @@ def train_config(cfg: DemoConfig, out: Path, stage: str):
         vision_tower=str(cfg.backbones_dir() / "clip"), pretrain_mm_mlp_adapter=adapter,
         mm_projector_type=cfg.projector_type, gradient_checkpointing=False, save_steps=10_000,
         micro_batch_size=cfg.micro_batch, device=cfg.device, shared_prefix=True,
-        data=DataConfig(path=str(path), image_folder=str(data / "images"), num_workers=0,
+        data=DataConfig(path=str(path), image_folder=str(data / "images"), num_workers=0, cache_text=True,
                         model_max_length=cfg.model_max_length,
                         subsample=cfg.finetune_fraction if stage == "finetune" else cfg.pretrain_fraction),
     ).validate()
