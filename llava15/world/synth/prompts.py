@@ -33,6 +33,12 @@ DETAIL_INSTRUCTIONS: tuple[str, ...] = (
     "Explain the visual content of the image in great detail.",
 )
 
+# Object inventories: (key attribute, value attribute) -> instruction. See `language.inventory`.
+INVENTORY: dict[tuple[str, str], str] = {
+    ("shape", "color"): "List the objects by shape, each shape followed by its color.",
+    ("color", "shape"): "List the objects by color, each color followed by its shape.",
+}
+
 OVERVIEW_QUESTIONS: tuple[str, ...] = (
     "What objects can you see in the image?",
     "What is in this image?",
