@@ -10,12 +10,15 @@ chats. Each side runs the same samples; we report real (non-padding) tokens per 
 * `ours`: the same right-padded batch through `llava15.train.objective.Objective` (lm_head only at
   target positions, causal attention without a padding mask).
 * `ours+packing`: the same samples packed into rows of `--pack-length` (`collate_packed`).
+* `ours+shared-prefix`: the padded batch through `TrainConfig.shared_prefix`'s pass (the rows'
+  common prefix once, the rest in calls cut by length). `--system-prompt N` starts every sample
+  with the same N tokens, as the conversation template's system prompt does (vicuna_v1: 35).
 
 The first-step losses of the three must agree (same samples, same weights). MFU is useful model
 FLOPs per second (6 x parameters x real tokens for the decoder, the lm_head at target positions,
 causal attention, the frozen tower's forward) over the measured float32 matmul rate.
 
-    .venv/bin/python bench/train_speed.py [--batch 8] [--steps 3] [--threads 2]
+    .venv/bin/python bench/train_speed.py [--batch 8] [--steps 3] [--threads 2] [--system-prompt 35]
 """
 
 from __future__ import annotations
@@ -77,16 +80,17 @@ def length_mix(batch: int, seed: int = 0) -> list[tuple[int, bool]]:
     return out
 
 
-def make_samples(batch: int, n_image_tokens: int, seed: int = 0) -> list[Sample]:
+def make_samples(batch: int, n_image_tokens: int, seed: int = 0, system_prompt: int = 0) -> list[Sample]:
     g = torch.Generator().manual_seed(seed + 1)
+    system = torch.randint(3, 30000, (system_prompt,), generator=torch.Generator().manual_seed(seed + 2))
     samples = []
     for i, (n_text, image) in enumerate(length_mix(batch, seed)):
         text = torch.randint(3, 30000, (n_text,), generator=g)
         prompt = n_text // 3  # the question part carries no loss
-        ids = torch.cat([torch.tensor([1]), torch.full((n_image_tokens,), IMAGE_TOKEN) if image else
+        ids = torch.cat([torch.tensor([1]), system, torch.full((n_image_tokens,), IMAGE_TOKEN) if image else
                          torch.zeros(0, dtype=torch.long), text])
         labels = ids.clone()
-        labels[: 1 + (n_image_tokens if image else 0) + prompt] = IGNORE_INDEX
+        labels[: 1 + system_prompt + (n_image_tokens if image else 0) + prompt] = IGNORE_INDEX
         pixels = torch.randn(3, VISION["image_size"], VISION["image_size"], generator=g) if image else None
         samples.append(Sample(i, ids, labels, pixels))
     return samples
@@ -155,12 +159,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--pack-length", type=int, default=512)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--system-prompt", type=int, default=0, help="tokens every sample starts with")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     n_image_tokens = (VISION["image_size"] // VISION["patch_size"]) ** 2
-    samples = make_samples(args.batch, n_image_tokens)
+    samples = make_samples(args.batch, n_image_tokens, system_prompt=args.system_prompt)
     padded, packed = collate(samples), collate_packed(samples, capacity=args.pack_length)
     rate = matmul_rate()
     flops = model_flops(samples, n_image_tokens)
@@ -172,18 +177,22 @@ def main() -> None:
     runs = {"hf": (hf_step, hf, padded), "ours": (our_step, Objective(ours), padded)}
     _, ours_packed = build_models()
     runs["ours+packing"] = (our_step, Objective(ours_packed), packed)
+    _, ours_shared = build_models()
+    shared = Objective(ours_shared)
+    shared.shared_prefix = True
+    runs["ours+shared-prefix"] = (our_step, shared, padded)
     for name, (step, model, batch) in runs.items():
         loss, seconds = timed(step, model, batch, args.steps)
         results[name] = {"first_loss": loss, "s_per_step": seconds, "tokens_per_s": real / seconds,
                          "mfu": flops / seconds / rate}
-    for name in ("ours", "ours+packing"):
+    for name in ("ours", "ours+packing", "ours+shared-prefix"):
         results[name]["speedup_vs_hf"] = results[name]["tokens_per_s"] / results["hf"]["tokens_per_s"]
     print(f"matmul float32: {rate / 1e9:.1f} GFLOP/s on {results['threads']} threads; batch of {args.batch}: "
           f"{real} real tokens, {padded.input_ids.numel()} padded positions, "
           f"{packed.input_ids.numel()} packed ({packed.input_ids.shape[0]} rows)")
     for name in runs:
         r = results[name]
-        print(f"{name:>13}: loss {r['first_loss']:.5f}  {r['s_per_step']:.2f} s/step  "
+        print(f"{name:>18}: loss {r['first_loss']:.5f}  {r['s_per_step']:.2f} s/step  "
               f"{r['tokens_per_s']:.0f} tok/s  MFU {100 * r['mfu']:.1f}%"
               + (f"  {r['speedup_vs_hf']:.2f}x hf" if "speedup_vs_hf" in r else ""))
     if args.json:

@@ -89,7 +89,7 @@ def _write_training(w: Writer, seed: int, scale: Scale, seen: set[str]) -> dict:
     source = SceneSource(rng, seen, WORDS)
     finetune, kinds, types = [], Counter(), Counter()
     while len(finetune) < scale.finetune:
-        kind = pick_kind(rng)
+        kind = pick_kind(rng, kinds, scale.finetune - len(finetune))
         scene = source.draw(word=True if kind == "ocr" else None)
         image = f"finetune/{len(finetune):06d}.png"
         record, qtypes = finetune_record(len(finetune), image, kind, scene, rng)
