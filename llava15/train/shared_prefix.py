@@ -30,6 +30,7 @@ from llava15.config import IGNORE_INDEX
 from llava15.model.calls import CALL_COST, cut_by_length
 from llava15.model.llama import KVCache, LanguageModel, attention_bias
 
+
 def shared_prefix_length(input_ids: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor,
                          image_token_index: int) -> int:
     """P: how many leading positions every row shares and the prefix pass may compute alone.
