@@ -8,7 +8,6 @@ import torch
 from llava15.config import IGNORE_INDEX, tiny
 from llava15.data.dataset import Sample, collate
 from llava15.model.calls import cut_by_length
-from llava15.model.llava import Llava
 from llava15.train.config import TrainConfig
 from llava15.train.objective import Objective
 from llava15.train.shared_prefix import shared_prefix_length
