@@ -49,22 +49,19 @@ import torch
 
 from llava15.world.synth import prompts as P
 from llava15.world.synth.draw import render
+from llava15.world.synth.language import inventory
 from llava15.world.synth.scene import Obj, Scene, random_scene
 from llava15.world.synth.vocab import WORDS
 
-BY_SHAPE = "List the objects by shape, each shape followed by its color."
-BY_COLOR = "List the objects by color, each color followed by its shape."
+# the demo's own inventory instructions (stage_data's `inventory` kind)
+BY_SHAPE = P.INVENTORY["shape", "color"]
+BY_COLOR = P.INVENTORY["color", "shape"]
 
 
 def unique(scene: Scene, attribute: str) -> list[Obj]:
     """The objects whose `attribute` ('shape' or 'color') no other object of the scene shares."""
     counts = Counter(getattr(o, attribute) for o in scene.objects)
     return [o for o in scene.objects if counts[getattr(o, attribute)] == 1]
-
-
-def inventory(objects: list[Obj], key: str, value: str) -> str:
-    """'circle red, square blue' for key 'shape', value 'color', in the given order."""
-    return ", ".join(f"{getattr(o, key)} {getattr(o, value)}" for o in objects)
 
 
 def question(target: Obj) -> str:
@@ -80,14 +77,10 @@ def make_record(index: int, image: str, scene: Scene, rng: random.Random, one_ho
     if not objects:
         return None
     if rng.random() < one_hop_share:
-        key, value, instruction = "shape", "color", BY_SHAPE
-        if two_kinds and rng.random() < 0.5:
-            key, value, instruction = "color", "shape", BY_COLOR
-            objects = unique(scene, "color")
-            if not objects:
-                return None
-        rng.shuffle(objects)
-        human, gpt = instruction, inventory(objects, key, value)
+        key, value = ("color", "shape") if two_kinds and rng.random() < 0.5 else ("shape", "color")
+        human, gpt = P.INVENTORY[key, value], inventory(scene, key, value, rng)
+        if not gpt:
+            return None
     else:
         target = rng.choice(objects)
         human, gpt = question(target), target.color

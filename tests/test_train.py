@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -135,3 +136,23 @@ def test_finetune_continues_from_a_llava_hf_checkpoint(world, tmp_path):
     trained = train(config, Runtime())
     assert trained.state.step == 2 and trained.state.skipped == 0 and trained.state.samples == 16
     assert (tmp_path / "second" / "model.safetensors").is_file() or list((tmp_path / "second").glob("*.safetensors"))
+
+
+def test_shared_prefix_and_token_cache_train_the_same_steps_and_refuse_several_processes(world, tmp_path):
+    """`--shared_prefix` and `--data.cache_text` through the whole loop: the same losses step by step
+    (two epochs, so the second reads cached tokens); a multi-process run is refused up front."""
+    from llava15.train.loop import prepare
+
+    common = {"stage.epochs": 2, "gradient_checkpointing": "false"}
+    plain = config_for(world, tmp_path / "plain", "finetune", **common)
+    fast = config_for(world, tmp_path / "fast", "finetune", shared_prefix="true",
+                      **{"data.cache_text": "true"}, **common)
+    train(plain, Runtime())
+    train(fast, Runtime())
+    expected, got = losses(tmp_path / "plain"), losses(tmp_path / "fast")
+    assert len(expected) == 8 and got == pytest.approx(expected, rel=1e-4)  # 32 samples / 8 x 2
+    run = prepare(dataclasses.replace(fast, out=str(tmp_path / "wired")), Runtime())
+    assert run.objective.shared_prefix and run.dataset.text_cache is not None  # the flags reach them
+    with pytest.raises(ValueError, match="one process only"):
+        prepare(config_for(world, tmp_path / "two", "finetune", shared_prefix="true", **common),
+                Runtime(world_size=2))

@@ -37,7 +37,7 @@ class DemoConfig:
     pretrain_epochs: int = 1
     finetune_batch: int = 16
     finetune_lr: float = 1e-3
-    finetune_epochs: int = 2  # the paper: 1 epoch of 665K; this world's 24K samples need two
+    finetune_epochs: int = 2  # the paper: 1 epoch of 665K; this world's 25K samples need two
     finetune_fraction: float = 1.0  # the paper's data-efficiency study
     response_format: bool = True  # False: strip the response-format prompts (ablation)
     model_max_length: int = 320
