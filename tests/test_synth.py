@@ -18,9 +18,9 @@ from PIL import Image
 from llava15.world.synth import synthesize
 from llava15.world.synth import prompts as P
 from llava15.world.synth.draw import render
-from llava15.world.synth.language import inventory, refer
+from llava15.world.synth.language import INVENTORY_PAIRS, inventory, refer
 from llava15.world.synth.questions import ask
-from llava15.world.synth.scene import random_scene
+from llava15.world.synth.scene import GRID, RADIUS, place, random_scene
 from llava15.world.synth.vocab import BACKGROUNDS, COLORS, WORDS
 
 LETTERS = "ABCD"
@@ -147,7 +147,8 @@ def test_finetune_json_is_in_the_665k_format(world):
             seen["vizwiz"] += 1
         if any(instruction in humans[0] for instruction in P.INVENTORY.values()):
             seen["inventory"] += 1
-            assert len(turns) == 2 and re.fullmatch(r"\w+ \w+(, \w+ \w+)*", answers[0]), r["id"]
+            # 'circle red, square top left': a key word, then its value word(s) (a place has two)
+            assert len(turns) == 2 and re.fullmatch(r"\w+ \w+( \w+)?(, \w+ \w+( \w+)?)*", answers[0]), r["id"]
     assert all(seen[k] > 0 for k in ("vqa", "mc", "region", "cn", "vizwiz", "inventory")), seen
 
 
@@ -255,16 +256,17 @@ def test_colour_position_detail_answers_read_back_from_pixels(size):
     assert size < 200 or checked["detail"] > 5
 
 
-@pytest.mark.parametrize("key, value", [("shape", "color"), ("color", "shape")])
+@pytest.mark.parametrize("key, value", INVENTORY_PAIRS)
 def test_inventory_names_each_object_unique_by_its_key_with_its_drawn_value(key, value):
-    """'circle red, square blue': every pair is an object of the scene, drawn in that colour; every
-    object whose key is unique in its scene is listed once, and no other."""
+    """'circle red, square top left': every pair is an object of the scene, drawn with that value
+    (its colour at its centre pixel, a radius in that size's range, its centre in that cell);
+    every object whose key is unique in its scene is listed once, and no other."""
     rng = random.Random(3)
     listed = 0
     for _ in range(40):
         scene = random_scene(rng, words=WORDS, dot_prob=0.6)
         image = render(scene, 96)
-        pairs = [item.split(" ") for item in inventory(scene, key, value, rng).split(", ") if item]
+        pairs = [item.split(" ", 1) for item in inventory(scene, key, value, rng).split(", ") if item]
         keys = Counter(getattr(o, key) for o in scene.objects)
         unique = {getattr(o, key): o for o in scene.objects if keys[getattr(o, key)] == 1}
         assert sorted(k for k, _ in pairs) == sorted(unique)
@@ -272,6 +274,8 @@ def test_inventory_names_each_object_unique_by_its_key_with_its_drawn_value(key,
             obj = unique[k]
             assert getattr(obj, value) == v
             assert pixel(image, obj.cx, obj.cy) == COLORS[obj.color]
+            assert RADIUS[obj.size][0] <= obj.r <= RADIUS[obj.size][1]
+            assert place(int(obj.cy * GRID), int(obj.cx * GRID)) == obj.place
         listed += len(pairs)
     assert listed > 40
 

@@ -37,6 +37,8 @@ DETAIL_INSTRUCTIONS: tuple[str, ...] = (
 INVENTORY: dict[tuple[str, str], str] = {
     ("shape", "color"): "List the objects by shape, each shape followed by its color.",
     ("color", "shape"): "List the objects by color, each color followed by its shape.",
+    ("shape", "size"): "List the objects by shape, each shape followed by its size.",
+    ("shape", "place"): "List the objects by shape, each shape followed by its place.",
 }
 
 OVERVIEW_QUESTIONS: tuple[str, ...] = (

@@ -86,7 +86,7 @@ def _detail(scene: Scene, rng: random.Random) -> Turns:
 
 
 def _inventory(scene: Scene, rng: random.Random) -> Turns:
-    """One object inventory, keyed by shape (each followed by its colour) or by colour."""
+    """One object inventory: by shape (each followed by its colour, size or place) or by colour."""
     key, value = rng.choice(INVENTORY_PAIRS)
     answer = inventory(scene, key, value, rng)
     return [(P.INVENTORY[key, value], answer, "inventory")] if answer else []
