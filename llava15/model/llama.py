@@ -145,22 +145,55 @@ class Attention(nn.Module):
         return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor | None, cache: KVCache | None, layer: int) -> torch.Tensor:
+                mask: torch.Tensor | None, cache: KVCache | None, layer: int,
+                queries: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B,T,D) -> (B,T,D); with `queries` (B,K) positions into T: the outputs at those
+        positions only, (B,K,D), keys and values still from (and cached for) all T."""
         b, t, _ = x.shape
         q, k, v = self.project(x, cos, sin)
+        start = cache.length if cache is not None else 0
         if cache is not None:
-            start = cache.length
             cache.keys[layer][:, :, start:start + t] = k
             cache.values[layer][:, :, start:start + t] = v
             k = cache.keys[layer][:, :, :start + t]
             v = cache.values[layer][:, :, :start + t]
+        if queries is not None:
+            q, mask = select_queries(q, mask, queries, start, k.shape[2])
+            t = queries.shape[1]
         groups = self.num_heads // self.num_kv_heads
         if groups > 1:  # (B, H_kv, S, Dh) -> (B, H, S, Dh) without copying per group in the kernel
             k = k.repeat_interleave(groups, dim=1)
             v = v.repeat_interleave(groups, dim=1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                             is_causal=mask is None and t > 1)
-        return apply_linear(self.o_proj, out.transpose(1, 2).reshape(b, t, -1))
+                                             is_causal=mask is None and t > 1 and queries is None)
+        out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)  # t may be 0
+        return apply_linear(self.o_proj, out)
+
+
+def query_positions(keep: torch.Tensor, select: bool = True,
+                    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """keep (B,T) bool -> queries (B,K) long, valid (B,K) bool, K the most kept in a row: each
+    row's kept positions in ascending order, then filler positions (marked not valid), so that
+    `states[valid]` lists the kept positions in the order of `full_states[keep]`. `select`
+    False: (None, keep), the full pass (every position) indexed alike."""
+    if not select:
+        return None, keep
+    k = int(keep.sum(1).max()) if keep.numel() else 0
+    queries = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :k]
+    return queries, keep.gather(1, queries)
+
+
+def select_queries(q: torch.Tensor, mask: torch.Tensor | None, queries: torch.Tensor, past: int,
+                   keys: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """q (B,H,T,Dh) and its mask (B,1,T,S) or None (causal after `past` cached positions) cut
+    to the query positions `queries` (B,K): (B,H,K,Dh) and a (B,1,K,S) boolean mask."""
+    b, h, _, dh = q.shape
+    q = q.gather(2, queries[:, None, :, None].expand(b, h, -1, dh))
+    if mask is None:  # causal: query i (at past + i) sees keys 0 .. past + i
+        seen = torch.arange(keys, device=q.device)[None, None, :] <= (queries + past)[..., None]
+        return q, seen[:, None]
+    rows = queries[:, None, :, None].expand(mask.shape[0], mask.shape[1], -1, mask.shape[3])
+    return q, mask.gather(2, rows)
 
 
 class MLP(nn.Module):
@@ -194,8 +227,13 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor | None, cache: KVCache | None, layer: int) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer)
+                mask: torch.Tensor | None, cache: KVCache | None, layer: int,
+                queries: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B,T,D) -> (B,T,D), or (B,K,D) at the positions `queries` (B,K) (see Attention)."""
+        attended = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer, queries)
+        if queries is not None:
+            x = x.gather(1, queries[..., None].expand(-1, -1, x.shape[-1]))
+        x = x + attended
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -274,20 +312,28 @@ class LanguageModel(nn.Module):
         return self._run(inputs_embeds, mask, position_ids, cache, logits_to_keep)
 
     def hidden_states(self, inputs_embeds: torch.Tensor, mask: torch.Tensor | None,
-                      position_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+                      position_ids: torch.Tensor, cache: KVCache | None = None,
+                      queries: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder without `lm_head`: final normed hidden states (B,T,D). `mask` None means
         plain causal attention (a single query sees everything). Training uses this to apply
-        `lm_head` only where a label is."""
+        `lm_head` only where a label is.
+
+        `queries` (B,K), positions into T: the states at those positions only, (B,K,D). The last
+        layer then computes its query, output projection and MLP at K positions instead of T
+        (its keys and values, and every earlier layer, still need all T); the states are those
+        of the full pass up to float summation order."""
         cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta,
                                   inputs_embeds.dtype)
         x = inputs_embeds
         checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        last = len(self.model.layers) - 1
         for i, layer in enumerate(self.model.layers):
+            selected = queries if i == last else None
             if checkpointing:  # recompute activations in backward: memory for compute
-                x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask, cache, i,
+                x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask, cache, i, selected,
                                                       use_reentrant=False)
             else:
-                x = layer(x, cos, sin, mask, cache, i)
+                x = layer(x, cos, sin, mask, cache, i, selected)
         return self.model.norm(x)
 
     def _run(self, inputs_embeds: torch.Tensor, mask: torch.Tensor | None,

@@ -3,7 +3,10 @@
 `Objective` wraps `Llava` so the whole forward pass, loss included, runs inside one module call
 (FSDP2 gathers the root's parameters around that call). It applies `lm_head` only at positions
 that carry a label: in LLaVA batches most positions (image tokens, prompts, padding) carry none,
-so this skips most of the largest matmul without changing the loss.
+so this skips most of the largest matmul without changing the loss. For the same reason the
+decoder's last layer computes its query, output projection and MLP only there (its keys and
+values still cover every position); for a deep LLM this saves little, for the offline world's
+2-layer LLM about a seventh of a stage-2 step (`bench/train_speed.py --tiny`).
 
 The loss is returned as a sum together with the number of target tokens; the loop divides by the
 normaliser its rule names (`mean_per_microbatch` or `token_weighted`).
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llava15.config import IGNORE_INDEX
+from llava15.model.llama import query_positions
 from llava15.model.llava import Llava
 from llava15.train.shared_prefix import summed_loss
 
@@ -36,6 +40,9 @@ class Objective(nn.Module):
         self.keep_units_busy = False
         # `shared_prefix.summed_loss` for right-padded batches: the same loss, fewer positions
         self.shared_prefix = False
+        # The decoder's last layer only at labelled positions (`hidden_states(queries=...)`): the
+        # same loss; False runs it everywhere (the reference `bench/train_speed.py` compares with)
+        self.last_layer_at_targets = True
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor,
                 position_ids: torch.Tensor | None = None,
@@ -54,7 +61,8 @@ class Objective(nn.Module):
             inputs_embeds = inputs_embeds + 0.0 * idle.mean().to(inputs_embeds.dtype)
         if self.shared_prefix and attention_mask.dim() == 2:
             return summed_loss(self.llava.language_model, inputs_embeds, input_ids, labels,
-                               attention_mask, self.llava.config.image_token_index)
+                               attention_mask, self.llava.config.image_token_index,
+                               at_targets=self.last_layer_at_targets)
         b, t, _ = inputs_embeds.shape
         if attention_mask.dim() == 4:  # packed rows: block-diagonal mask and restarting positions
             if position_ids is None:
@@ -63,12 +71,15 @@ class Objective(nn.Module):
         else:
             mask, position_ids = None, torch.arange(t, device=input_ids.device).expand(b, t)
         # right-padded rows need no mask: a real token never attends to padding after it
-        hidden = self.llava.language_model.hidden_states(inputs_embeds, mask, position_ids)
         targets = labels[:, 1:]
         keep = targets != IGNORE_INDEX
-        logits = F.linear(hidden[:, :-1][keep], self.llava.language_model.output_weight())
-        loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
-        return loss
+        # position j predicts labels[j + 1]; the last position predicts none
+        queries, valid = query_positions(torch.cat([keep, keep.new_zeros(b, 1)], 1),
+                                         self.last_layer_at_targets)
+        hidden = self.llava.language_model.hidden_states(inputs_embeds, mask, position_ids,
+                                                         queries=queries)
+        logits = F.linear(hidden[valid], self.llava.language_model.output_weight())
+        return F.cross_entropy(logits.float(), targets[keep], reduction="sum")
 
     def idle_image_path(self) -> torch.Tensor:
         """The image path on a zero input: the projector alone while the tower is frozen (and not

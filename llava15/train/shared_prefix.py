@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from llava15.config import IGNORE_INDEX
 from llava15.model.calls import CALL_COST, cut_by_length
-from llava15.model.llama import KVCache, LanguageModel, attention_bias
+from llava15.model.llama import KVCache, LanguageModel, attention_bias, query_positions
 
 
 def shared_prefix_length(input_ids: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor,
@@ -62,11 +62,12 @@ def expand_cache(prefix: KVCache, rows: int, capacity: int) -> KVCache:
 
 def summed_loss(language_model: LanguageModel, inputs_embeds: torch.Tensor, input_ids: torch.Tensor,
                 labels: torch.Tensor, attention_mask: torch.Tensor, image_token_index: int,
-                call_cost: int = CALL_COST) -> torch.Tensor:
+                call_cost: int = CALL_COST, at_targets: bool = True) -> torch.Tensor:
     """Summed next-token cross-entropy of a right-padded batch (float32), as the plain pass
     `hidden_states` over (B,T) followed by `lm_head` at labelled positions would give it.
 
     `attention_mask` (B,T) must be right padding: each row's ones first. Raises ValueError if not.
+    `at_targets`: the last layer only at labelled positions (`LanguageModel.hidden_states`).
     """
     lengths = attention_mask.sum(1)
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
@@ -85,13 +86,16 @@ def summed_loss(language_model: LanguageModel, inputs_embeds: torch.Tensor, inpu
         rest = int(lengths[index].max()) - p  # this call's positions after the prefix
         cache = expand_cache(prefix, len(rows), p + rest)
         mask = attention_bias(attention_mask[index, :p + rest], rest)
-        hidden = language_model.hidden_states(inputs_embeds[index, p:p + rest], mask,
-                                              positions[p:p + rest].expand(len(rows), rest), cache)
         # position j predicts labels[j + 1]; the last position of a full-length row predicts none
         targets = labels[index, p + 1:p + rest + 1]
-        hidden = hidden[:, :targets.shape[1]]
         keep = targets != IGNORE_INDEX
-        kept_hidden.append(hidden[keep])
-        kept_targets.append(targets[keep])
+        if keep.shape[1] < rest:
+            keep = torch.cat([keep, keep.new_zeros(len(rows), rest - keep.shape[1])], 1)
+        queries, valid = query_positions(keep, at_targets)
+        hidden = language_model.hidden_states(inputs_embeds[index, p:p + rest], mask,
+                                              positions[p:p + rest].expand(len(rows), rest), cache,
+                                              queries)
+        kept_hidden.append(hidden[valid])
+        kept_targets.append(targets[keep[:, :targets.shape[1]]])
     logits = F.linear(torch.cat(kept_hidden), weight)
     return F.cross_entropy(logits.float(), torch.cat(kept_targets), reduction="sum")
