@@ -69,11 +69,12 @@ def test_last_layer_at_selected_positions_matches_the_full_pass(case):
     elif case == "cached":  # 5 positions already in the cache, as the shared prefix leaves them
         past = torch.randn(b, 5, d, generator=g)
 
-        def cache_for():
+        def filled_cache():
             cache = KVCache.allocate(config.text, b, 5 + t, torch.float32)
             language_model.hidden_states(past, None, torch.arange(5).expand(b, 5), cache)
             cache.length = 5
             return cache
+        cache_for = filled_cache
         mask = attention_bias(torch.ones(b, 5 + t, dtype=torch.bool), t)
         positions = positions + 5
     elif case == "packed":  # two samples per row: block-diagonal mask, positions restart
