@@ -371,3 +371,18 @@ def test_world_probe_reads_its_labels_off_the_region_phrases():
     assert expected["word"] and all(labels[name] == expected[name] for name in expected)
     with pytest.raises(ValueError, match=r"record 0 \(0\.png\): expected 9 cells, got 1"):
         world_probe.cell_labels([{"image": "0.png", "regions": cell_regions(scenes[0])[:1]}])
+
+
+def test_world_probe_variance_share_is_the_between_class_share():
+    """1 when rows sit on their class means, 0 when the class means coincide, and the textbook
+    ratio in between (class means +-1 on one axis plus unit noise on another: 1 / (1 + 1))."""
+    import torch
+    from bench_scripts import load_bench
+
+    world_probe = load_bench("world_probe")
+    y = torch.tensor([0, 1] * 50)
+    means = torch.tensor([[-1.0, 0.0], [1.0, 0.0]])
+    assert world_probe.variance_share(means[y], y) == pytest.approx(1.0)
+    noise = torch.stack([torch.zeros(100), torch.tensor([1.0, 1.0, -1.0, -1.0] * 25)], 1)
+    assert world_probe.variance_share(noise, y) == pytest.approx(0.0)
+    assert world_probe.variance_share(means[y] + noise, y) == pytest.approx(0.5)
