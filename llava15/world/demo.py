@@ -229,9 +229,8 @@ def step_progress(desc: str, total: int, enabled: bool = True) -> Callable[[int,
 def smoke_config(out: str, seed: int = 0) -> DemoConfig:
     """About a minute on 2 cores: the small world (160 images a stage), a short stage 0, and
     the few images seen many times (measured: 53 s, 0.45 against 0.34 for the blind model on
-    its 240 questions; at
-    10 epochs the mixture with colour and shape inventories stayed at the blind model's
-    0.23-0.26)."""
+    its 240 questions; at 10 epochs the mixture with colour and shape inventories stayed at the
+    blind model's 0.23-0.26, on the 60 questions of then)."""
     stage0 = Stage0Config(llm_steps=60, clip_steps=150, clip_batch_size=32)
     return DemoConfig(out=out, seed=seed, scale="small", stage0=stage0, pretrain_batch=16,
                       pretrain_epochs=2, finetune_batch=8, finetune_epochs=15)
