@@ -100,8 +100,8 @@ def _judge(args: argparse.Namespace):
 
 
 def _run_benchmark(args: argparse.Namespace) -> dict:
-    from llava15.eval.benchmarks import (gqa, llavabench, mmbench, mme, mmvet, pope, seed, sqa,
-                                         textvqa, vizwiz, vqav2)
+    from llava15.eval.benchmarks import (gqa, llavabench, mme, mmvet, pope, seed, sqa, textvqa,
+                                         vizwiz, vqav2)
     from llava15.eval.question import read_jsonl
 
     name = args.benchmark

@@ -91,17 +91,17 @@ def fuse_linears(linears: list[nn.Linear], layout: Callable[[torch.Tensor], torc
     the fused tensors separate storage (still equal values): fuse after moving the model.
     """
     with torch.no_grad():
-        weight = layout(torch.cat([linear.weight for linear in linears]))
-        biases = [linear.bias for linear in linears]
+        weight = layout(torch.cat([part.weight for part in linears]))
+        biases = [part.bias for part in linears]
         if any(b is None for b in biases) and any(b is not None for b in biases):
             raise ValueError("cannot fuse Linears where only some have a bias")
         bias = None if biases[0] is None else torch.cat(biases)
         start = 0
-        for linear in linears:
-            end = start + linear.out_features
-            linear.weight.data = weight[start:end]
+        for part in linears:
+            end = start + part.out_features
+            part.weight.data = weight[start:end]
             if bias is not None:
-                linear.bias.data = bias[start:end]
+                part.bias.data = bias[start:end]
             start = end
     return weight, bias
 
