@@ -20,12 +20,12 @@ chats. Each side runs the same samples; we report real (non-padding) tokens per 
 patches = 9 image tokens, LLaMA 2 x 128 with a 1024 vocabulary, `--layers` to change) and a
 length mix like its stage 2 (rows of 50-150 tokens, short answers).
 
-The first-step losses of the three must agree (same samples, same weights). MFU is useful model
+The first-step losses of all rows must agree (same samples, same weights). MFU is useful model
 FLOPs per second (6 x parameters x real tokens for the decoder, the lm_head at target positions,
 causal attention, the frozen tower's forward) over the measured float32 matmul rate.
 
     .venv/bin/python bench/train_speed.py [--batch 8] [--steps 3] [--threads 2] [--system-prompt 35]
-    .venv/bin/python bench/train_speed.py --tiny --batch 16 --steps 20 --system-prompt 35
+    .venv/bin/python bench/train_speed.py --tiny --batch 16 --steps 30 --system-prompt 35
 """
 
 from __future__ import annotations
@@ -115,9 +115,8 @@ def make_samples(shape: Shape, batch: int, n_image_tokens: int, seed: int = 0,
     samples = []
     for i, (n_text, image) in enumerate(length_mix(shape, batch, seed)):
         text = torch.randint(3, top, (n_text,), generator=g)
-        prompt = n_text // 3  # the question part carries no loss
-        if shape.tiny:
-            prompt = n_text - max(3, n_text // 8)  # short answers
+        # the question part carries no loss; the offline world's answers are short
+        prompt = n_text - max(3, n_text // 8) if shape.tiny else n_text // 3
         ids = torch.cat([torch.tensor([1]), system, torch.full((n_image_tokens,), shape.image_token) if image else
                          torch.zeros(0, dtype=torch.long), text])
         labels = ids.clone()

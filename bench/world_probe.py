@@ -76,8 +76,9 @@ def encode(checkpoint: str | Path, images: list[Path], batch: int = 100,
             pixels = process_images([Image.open(p).convert("RGB") for p in images[start:start + batch]],
                                     engine.image_config, config.image_aspect_ratio)
             hidden = model.vision_tower(pixels, config.mm_vision_select_layer)
-            towers.append(hidden[:, 1:] if config.vision.use_cls_token else hidden)
-            projected.append(model.encode_images(pixels))
+            hidden = hidden[:, 1:] if config.vision.use_cls_token else hidden  # patch tokens
+            towers.append(hidden)
+            projected.append(model.multi_modal_projector(hidden))  # what encode_images returns
     return torch.cat(towers), torch.cat(projected)
 
 
@@ -133,12 +134,11 @@ def main() -> None:
         if not triples:
             print(f"{name:8s} {0:6d} {'-':>9s}")
             continue
-        x = torch.stack([tokens[i, k] for i, k, _ in triples])
+        at_tower, x = (torch.stack([t[i, k] for i, k, _ in triples]) for t in (tower, tokens))
         y = torch.tensor([c for _, _, c in triples])
         chance = torch.bincount(y).max().item() / len(y)  # the majority class
-        shares = [variance_share(torch.stack([t[i, k] for i, k, _ in triples]), y) for t in (tower, tokens)]
         print(f"{name:8s} {len(y):6d} {probe(x, y, int(y.max()) + 1):9.3f} {chance:7.3f}"
-              f"  {shares[0]:21.3f} {shares[1]:10.3f}")
+              f"  {variance_share(at_tower, y):21.3f} {variance_share(x, y):10.3f}")
 
 
 if __name__ == "__main__":

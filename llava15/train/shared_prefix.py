@@ -88,14 +88,13 @@ def summed_loss(language_model: LanguageModel, inputs_embeds: torch.Tensor, inpu
         mask = attention_bias(attention_mask[index, :p + rest], rest)
         # position j predicts labels[j + 1]; the last position of a full-length row predicts none
         targets = labels[index, p + 1:p + rest + 1]
+        targets = F.pad(targets, (0, rest - targets.shape[1]), value=IGNORE_INDEX)
         keep = targets != IGNORE_INDEX
-        if keep.shape[1] < rest:
-            keep = torch.cat([keep, keep.new_zeros(len(rows), rest - keep.shape[1])], 1)
         queries, valid = query_positions(keep, at_targets)
         hidden = language_model.hidden_states(inputs_embeds[index, p:p + rest], mask,
                                               positions[p:p + rest].expand(len(rows), rest), cache,
                                               queries)
         kept_hidden.append(hidden[valid])
-        kept_targets.append(targets[keep[:, :targets.shape[1]]])
+        kept_targets.append(targets[keep])
     logits = F.linear(torch.cat(kept_hidden), weight)
     return F.cross_entropy(logits.float(), torch.cat(kept_targets), reduction="sum")
