@@ -120,24 +120,30 @@ def short_answer_records(data: Path, limit: int) -> list[tuple[str, dict]]:
 def main() -> None:
     from tqdm import tqdm
 
-    from llava15.checkpoint.configs import text_config_from
+    from llava15.checkpoint.configs import read_json, text_config_from
     from llava15.data.tokenizer import load_tokenizer
     from llava15.model.llama import LanguageModel
-    from safetensors.torch import load_file
+    from llava15.train.init import read_weights
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("demo", type=Path, help="a demo's --out directory")
     parser.add_argument("--records", type=int, default=600)
     args = parser.parse_args()
     llm_dir = args.demo / "backbones" / "llm"
-    config = text_config_from(json.loads((llm_dir / "config.json").read_text()), str(llm_dir))
+    config = text_config_from(read_json(llm_dir / "config.json"), str(llm_dir))
     model = LanguageModel(config)
-    model.load_state_dict(load_file(str(llm_dir / "model.safetensors")))
+    model.load_state_dict(read_weights(llm_dir))
     model.eval()
     tokenizer = load_tokenizer(llm_dir)
+    chosen = short_answer_records(args.demo / "data", args.records)
+    if not chosen:
+        raise SystemExit(f"{args.demo / 'data'}: no short-answer stage-2 records to score")
     right, total, stage2_like = Counter(), Counter(), 0
-    for text, record in tqdm(short_answer_records(args.demo / "data", args.records), unit="record"):
+    for text, record in tqdm(chosen, unit="record"):
         ids, answers = answer_spans(text, record, tokenizer)
+        if len(ids) > config.max_position_embeddings:
+            raise SystemExit(f"record {record.get('id')}: {len(ids)} tokens, more than the LLM's "
+                             f"{config.max_position_embeddings} positions")
         for answer, ok in zip(answers, score(model, ids, answers)):
             right[answer.qtype] += ok
             total[answer.qtype] += 1
