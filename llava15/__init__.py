@@ -9,7 +9,11 @@ __all__ = ["LlavaConfig", "TextConfig", "VisionConfig", "load"]
 
 
 def load(path: str, **kwargs):
-    """Load a checkpoint directory (official, LoRA, projector-only or llava-hf layout) as an Engine."""
+    """Load a checkpoint directory (official, LoRA, projector-only or llava-hf layout) as an Engine.
+
+    Keywords as `llava15.infer.engine.load_engine`: `model_base`, `vision_tower`, `conv_mode`,
+    `device` ("cpu", "cuda", "cuda:N", "auto"), `dtype` ("float32", "float16", "bfloat16"),
+    `load_8bit`, `load_4bit`."""
     from llava15.infer.engine import load_engine
 
     return load_engine(path, **kwargs)

@@ -90,12 +90,13 @@ def test_shared_prefill_gives_each_row_its_logits_alone(model):
     prompts, pixels = batch(model)
     images = [[0], [1], [2], [3], [4], [5], []]
     with torch.inference_mode():
-        logits, cache, mask, order = prefill(model, prompts, pixels, None, 0, room=4)
+        start = prefill(model, prompts, pixels, None, 0, room=4)
+        logits, cache, mask, order = start.logits, start.cache, start.attention_mask, start.rows
         assert sorted(order) == list(range(len(prompts)))
         assert cache.length == mask.shape[1] and int(mask.sum()) == sum(map(len, prompts))
         for slot, row in enumerate(order):
             own = pixels[images[row]] if images[row] else None
-            alone = prefill(model, [prompts[row]], own, None, 0, room=4)[0]
+            alone = prefill(model, [prompts[row]], own, None, 0, room=4).logits
             torch.testing.assert_close(logits[slot], alone[0], rtol=0, atol=1e-5)
 
 

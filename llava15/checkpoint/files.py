@@ -4,7 +4,9 @@ Two formats:
 - safetensors: the header is parsed here and each tensor is read with `readinto` straight into its
   destination (no memory map, no second copy when the dtypes agree);
 - PyTorch `.bin` (pickled): only through `torch.load(weights_only=True, map_location="cpu")`,
-  memory-mapped when the file is in the zip format, so a shard is paged in as it is copied.
+  memory-mapped when the file is in the zip format, so a shard is paged in as it is copied; the
+  pages of each tensor are handed back to the kernel once it is copied (`drop_pages`), so a
+  loaded shard does not stay resident beside the weights it was copied into.
 
 A checkpoint directory holds one file or shards listed by an index (`*.index.json` with a
 `weight_map`); `checkpoint_files` finds them and checks that the index and the shards agree.
@@ -12,7 +14,10 @@ A checkpoint directory holds one file or shards listed by an index (`*.index.jso
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
+import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +29,7 @@ SAFETENSORS_DTYPES = {
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
     "BOOL": torch.bool,
 }
+CHUNK_BYTES = 16 << 20  # converting reads go through a buffer of at most this size
 # (single file, index of shards) in the order a directory is searched
 WEIGHT_FILES = (("model.safetensors", "model.safetensors.index.json"),
                 ("pytorch_model.bin", "pytorch_model.bin.index.json"))
@@ -50,6 +56,14 @@ class WeightFile:
         out = torch.empty(info.shape, dtype=info.dtype)
         self.read_into(key, out)
         return out
+
+    def tensor(self, key: str) -> torch.Tensor:
+        """The tensor in its stored dtype, to be read once and then `drop`ped (a memory-mapped
+        view where the format allows: no copy)."""
+        return self.read(key)
+
+    def drop(self, key: str) -> None:
+        """The caller is done with `key`: release what holds its data in memory, if anything."""
 
     def close(self) -> None:
         """Release what the file holds (memory maps, loaded tensors)."""
@@ -84,29 +98,51 @@ class SafetensorsFile(WeightFile):
             self._offsets[key] = (begin, end)
 
     def read_into(self, key: str, out: torch.Tensor) -> None:
+        """Straight into `out` when the dtypes agree; otherwise through a bounded buffer, chunk by
+        chunk (a checkpoint stored in float32 loads as bfloat16 without a float32 copy of its
+        largest tensor beside the weights)."""
         info = self.infos[key]
-        direct = out.dtype == info.dtype and out.is_contiguous() and out.device.type == "cpu"
-        target = out if direct else torch.empty(info.shape, dtype=info.dtype)
         begin, end = self._offsets[key]
-        buffer = target.reshape(-1).view(torch.uint8).numpy() if target.numel() else None
+        if out.dtype == info.dtype and out.is_contiguous() and out.device.type == "cpu":
+            self._read_range(key, begin, end, out.reshape(-1))
+            return
+        flat = out.view(-1) if out.is_contiguous() else None
+        size = torch.empty((), dtype=info.dtype).element_size()
+        step = max(1, CHUNK_BYTES // size)
+        if flat is None or flat.numel() <= step:
+            buffer = torch.empty(info.shape, dtype=info.dtype)
+            self._read_range(key, begin, end, buffer.reshape(-1))
+            out.copy_(buffer)
+            return
+        buffer = torch.empty(step, dtype=info.dtype)
+        for first in range(0, flat.numel(), step):
+            n = min(step, flat.numel() - first)
+            self._read_range(key, begin + first * size, begin + (first + n) * size, buffer[:n])
+            flat[first:first + n].copy_(buffer[:n])
+
+    def _read_range(self, key: str, begin: int, end: int, target: torch.Tensor) -> None:
+        """Bytes [begin, end) of the data section into the contiguous CPU tensor `target`."""
+        if end == begin:
+            return
         with open(self.path, "rb") as f:
             f.seek(self._data_start + begin)
-            got = f.readinto(memoryview(buffer)) if buffer is not None else 0
+            got = f.readinto(memoryview(target.view(torch.uint8).numpy()))
         if got != end - begin:
-            raise ValueError(f"{self.path}: tensor {key!r} is truncated ({got} of {end - begin} bytes)")
-        if not direct:
-            out.copy_(target)
+            raise ValueError(f"{self.path}: tensor {key!r} is truncated ({got} of {end - begin} "
+                             "bytes read)")
 
 
 class TorchBinFile(WeightFile):
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._mapped = True
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as e:
             if "mmap" not in str(e):  # only the legacy (non-zip) format cannot be mapped
                 raise ValueError(f"{path}: cannot load: {e}") from e
             state = torch.load(path, map_location="cpu", weights_only=True)
+            self._mapped = False
         except Exception as e:
             raise ValueError(f"{path}: cannot load with torch.load(weights_only=True): {e}") from e
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -116,9 +152,44 @@ class TorchBinFile(WeightFile):
 
     def read_into(self, key: str, out: torch.Tensor) -> None:
         out.copy_(self._state[key])
+        self.drop(key)
+
+    def drop(self, key: str) -> None:
+        if self._mapped:
+            drop_pages(self._state[key])
+
+    def tensor(self, key: str) -> torch.Tensor:
+        return self._state[key]
 
     def close(self) -> None:
         self._state = {}
+
+
+@functools.cache
+def _madvise():
+    """libc's madvise, or None where there is none (not Linux/glibc)."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return fn
+
+
+def drop_pages(tensor: torch.Tensor) -> None:
+    """Tell the kernel the whole pages under a memory-mapped tensor are not needed any more
+    (MADV_DONTNEED): they leave the process's resident set, and are read from the file again if
+    touched. Only for tensors `torch.load(mmap=True)` made, whose map is private and unwritten,
+    so nothing is lost (on ordinary memory it would zero the data)."""
+    madvise = _madvise()
+    if madvise is None:
+        return
+    start = tensor.data_ptr()
+    end = start + tensor.numel() * tensor.element_size()
+    page = mmap.PAGESIZE
+    first, last = -(-start // page) * page, end // page * page
+    if last > first:
+        madvise(first, last - first, 4)  # MADV_DONTNEED
 
 
 def open_weight_file(path: Path) -> WeightFile:

@@ -35,6 +35,8 @@ from llava15.checkpoint.layouts import (CLIP, OFFICIAL, OFFICIAL_FLAT, Rules, hf
 from llava15.checkpoint.llava_next import LLAVA_NEXT, llava_next_image_processor
 from llava15.checkpoint.lora import (is_lora_dir, lora_factors, merge_lora, non_lora_names, open_adapter,
                                      read_adapter_config)
+from llava15.checkpoint.placement import ParamCounts, Placement, PlacementRequest
+from llava15.checkpoint.quantize import quantize_bitsandbytes, with_int8_linears
 from llava15.config import LlavaConfig
 from llava15.data.image import ImageProcessorConfig
 from llava15.model.llava import Llava
@@ -54,6 +56,7 @@ class LoadedCheckpoint:
     image_processor: ImageProcessorConfig
     layout: str
     notes: tuple[str, ...] = ()
+    placement: Placement = Placement()
 
 
 @dataclass(frozen=True)
@@ -67,37 +70,54 @@ Group = tuple[list[WeightFile], Callable[[str], str | None]]
 
 
 def load_llava(directory: str | Path, *, vision_tower: str | Path | None = None,
-               model_base: str | Path | None = None, dtype: torch.dtype = torch.float32) -> LoadedCheckpoint:
-    """Load a checkpoint directory in any supported layout (module docstring) as `dtype`.
+               model_base: str | Path | None = None, dtype: torch.dtype = torch.float32,
+               placement: PlacementRequest | None = None) -> LoadedCheckpoint:
+    """Load a checkpoint directory in any supported layout (module docstring).
 
-    `vision_tower` overrides the CLIP directory of official configs; `model_base` is the base LLM
-    directory of projector-only and LoRA checkpoints. Errors name the file and key.
+    Without `placement` every weight is `dtype` on the CPU (what conversion and training want);
+    with it, the device, dtypes and quantization are resolved from the request and the model's
+    size before any tensor is read (`llava15.checkpoint.placement`), and refused there with a
+    one-line reason when they cannot run. `vision_tower` overrides the CLIP directory of official
+    configs; `model_base` is the base LLM directory of projector-only and LoRA checkpoints.
+    Errors name the file and key.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: not a local checkpoint directory (nothing is downloaded: "
                                 "pass the path of a local copy)")
+    if placement is not None:
+        placement.check()
     base = Path(model_base) if model_base is not None else None
     layout = detect_layout(directory, base)
     config, info = read_llava_config(directory, vision_tower, base if layout.startswith("official-") else None)
+    with torch.device("meta"):
+        counts = ParamCounts.of(Llava(config))
+    chosen = (placement.resolve(counts, source=str(directory)) if placement is not None
+              else Placement(torch.device("cpu"), dtype, dtype))
     groups, factors, adapter = _groups(layout, directory, base, config, info)
     try:
-        model = materialize(config, plan_sources(groups), dtype)
+        model = materialize(config, plan_sources(groups), chosen)
     finally:
         for files, _ in groups:
             for f in files:
                 f.close()
     if factors:
+        if chosen.quantization and not chosen.uses_bitsandbytes:
+            raise ValueError(f"{directory}: a LoRA checkpoint merges into float weights; load it "
+                             "without --load-8bit, save it merged, then quantize that")
         with torch.no_grad():
             merge_lora(dict(model.named_parameters()), adapter, factors)
         adapter.close()
+    if chosen.uses_bitsandbytes:
+        quantize_bitsandbytes(model, chosen)
     tokenizer_dir = base if layout in ("official-projector", "official-lora") else directory
     if info.architecture == LLAVA_NEXT:
         image_processor, notes = llava_next_image_processor(directory / "preprocessor_config.json", config)
     else:
         processor_dir = info.vision_tower_dir if info.format == "official" else directory
         image_processor, notes = _image_processor(processor_dir, config)
-    return LoadedCheckpoint(model.eval(), config, tokenizer_dir, image_processor, layout, info.notes + notes)
+    return LoadedCheckpoint(model.eval(), config, tokenizer_dir, image_processor, layout,
+                            info.notes + notes, chosen)
 
 
 def detect_layout(directory: Path, model_base: Path | None) -> str:
@@ -196,22 +216,36 @@ def check_plan(plan: dict[str, Source], expected: dict[str, tuple[int, ...]]) ->
         raise ValueError("checkpoint does not fit the model config:\n" + "\n".join(problems))
 
 
-def materialize(config: LlavaConfig, plan: dict[str, Source], dtype: torch.dtype) -> Llava:
-    """Build `Llava(config)` without initialising it and read every tensor into place, one file
-    after another, releasing each file once its tensors are copied."""
+def materialize(config: LlavaConfig, plan: dict[str, Source], placement: Placement) -> Llava:
+    """Build `Llava(config)` without initialising it, in the placement's dtypes, and read every
+    tensor into place, one file after another, releasing each file once its tensors are copied.
+    Decoder linears quantized on the CPU are read one tensor at a time and quantized as they
+    arrive, so no float copy of the model ever exists. With bitsandbytes the model is read onto
+    the CPU in float16 and quantized onto the GPU afterwards (`quantize_bitsandbytes`)."""
     with torch.device("meta"):
-        model = Llava(config).to(dtype)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        model = Llava(config)
+    model.vision_tower.to(placement.vision_dtype)
+    model.multi_modal_projector.to(placement.vision_dtype)
+    model.language_model.to(placement.dtype)
+    if getattr(model, "image_newline", None) is not None:
+        model.image_newline.data = model.image_newline.data.to(placement.dtype)
+    quantized = with_int8_linears(model) if placement.quantization and not placement.uses_bitsandbytes else {}
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in quantized.values()}
     check_plan(plan, expected)
-    model.to_empty(device="cpu")
+    model.to_empty(device="cpu" if placement.uses_bitsandbytes else placement.device)
     params = model.state_dict()
+    modules = dict(model.named_modules())
     files: dict[Path, list[tuple[str, Source]]] = {}
     for ours, source in plan.items():
         files.setdefault(source.file.path, []).append((ours, source))
     with torch.no_grad():
         for entries in files.values():
             for ours, source in entries:
-                source.file.read_into(source.key, params[ours])
+                if ours in quantized:
+                    modules[ours.removesuffix(".weight")].quantize_from(source.file.tensor(source.key))
+                    source.file.drop(source.key)
+                else:
+                    source.file.read_into(source.key, params[ours])
             entries[0][1].file.close()
     return model
 

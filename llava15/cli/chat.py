@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llava15.cli.predict import add_model_arguments, print_image_cost, setup_torch
+from llava15.cli.predict import add_model_arguments, load_engine_for, print_image_cost, setup_torch
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,13 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from llava15.data.image import load_image
-    from llava15.infer.engine import Request, load_engine
+    from llava15.infer.engine import Request
     from llava15.infer.generate import SamplingParams
 
     setup_torch(args.threads)
     # The official CLI picks llava_v1 for v1.5 models by name.
-    engine = load_engine(args.model, model_base=args.model_base, vision_tower=args.vision_tower,
-                         conv_mode=args.conv_mode or "llava_v1")
+    engine = load_engine_for(args, "llava_v1")
     images = [load_image(args.image)] if args.image else []
     print_image_cost(engine)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,

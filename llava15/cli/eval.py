@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from llava15.cli.predict import add_model_arguments, print_image_cost, setup_torch
+from llava15.cli.predict import add_model_arguments, load_engine_for, print_image_cost, setup_torch
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,13 +71,11 @@ def run(args: argparse.Namespace) -> int:
     from llava15.eval.harness import run_benchmark, score_benchmark
     from llava15.eval.judge import JudgeClient
     from llava15.eval.report import headline, markdown_table, radar_chart
-    from llava15.infer.engine import load_engine
 
     names = selected(args.benchmarks)
     setup_torch(args.threads)
     rank, world = distributed()
-    engine = load_engine(args.model, model_base=args.model_base, vision_tower=args.vision_tower,
-                         conv_mode=args.conv_mode or "vicuna_v1")
+    engine = load_engine_for(args, "vicuna_v1")
     out = Path(args.out)
     print_image_cost(engine)
     judge = None

@@ -15,6 +15,30 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="local CLIP directory (overrides the checkpoint's mm_vision_tower)")
     p.add_argument("--conv-mode", default=None, help="conversation template (default: the model's)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda, cuda:N or auto (default: a GPU when one is visible, else the CPU)")
+    p.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
+                   help="language model dtype (default: float16 on CUDA; on the CPU float32 when "
+                        "it fits in memory, else bfloat16)")
+    quant = p.add_mutually_exclusive_group()
+    quant.add_argument("--load-8bit", action="store_true",
+                       help="int8 LLM linears (CUDA: bitsandbytes LLM.int8; CPU: per-row int8)")
+    quant.add_argument("--load-4bit", action="store_true",
+                       help="nf4 LLM linears with bitsandbytes (CUDA only)")
+
+
+def load_engine_for(args: argparse.Namespace, conv_mode: str):
+    """The Engine the flags of `add_model_arguments` name (`conv_mode` when --conv-mode is not
+    given); a device, dtype or quantization that cannot run here exits with its one-line reason."""
+    from llava15.checkpoint.placement import PlacementError
+    from llava15.infer.engine import load_engine
+
+    try:
+        return load_engine(args.model, model_base=args.model_base, vision_tower=args.vision_tower,
+                           conv_mode=args.conv_mode or conv_mode, device=args.device, dtype=args.dtype,
+                           load_8bit=args.load_8bit, load_4bit=args.load_4bit)
+    except PlacementError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,7 +80,6 @@ def setup_torch(threads: int | None) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from llava15.infer.engine import load_engine
     from llava15.infer.generate import SamplingParams
     from llava15.infer.predict import predict, read_questions, split_chunk
 
@@ -66,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     setup_torch(args.threads)
     questions = split_chunk(read_questions(args.question_file), args.num_chunks, args.chunk_idx)
-    engine = load_engine(args.model, model_base=args.model_base, vision_tower=args.vision_tower,
-                         conv_mode=args.conv_mode or "llava_v1")
+    engine = load_engine_for(args, "llava_v1")
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                             top_p=args.top_p or 1.0, top_k=args.top_k, seed=args.seed)
     print_image_cost(engine)

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from llava15.cli.predict import add_model_arguments, print_image_cost, setup_torch
+from llava15.cli.predict import add_model_arguments, load_engine_for, print_image_cost, setup_torch
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,14 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from llava15.infer.engine import load_engine
     from llava15.serve.app import create_app
     from llava15.serve.settings import MiB, ServeSettings
 
     setup_torch(args.threads)
     # As predict and chat: the official CLI and web demo pick llava_v1 for v1.5 models.
-    engine = load_engine(args.model, model_base=args.model_base, vision_tower=args.vision_tower,
-                         conv_mode=args.conv_mode or "llava_v1")
+    engine = load_engine_for(args, "llava_v1")
     print_image_cost(engine)  # each answer's usage also reports its images' tokens and encode time
     settings = ServeSettings(
         api_key=args.api_key or None, media_dir=args.media_dir,

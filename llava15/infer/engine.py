@@ -167,12 +167,22 @@ class Engine:
 
 
 def load_engine(path: str | Path, *, model_base: str | None = None, vision_tower: str | None = None,
-                conv_mode: str | None = None, dtype: torch.dtype = torch.float32) -> Engine:
-    """Load any supported checkpoint directory as an Engine (nothing is downloaded)."""
+                conv_mode: str | None = None, device: str | torch.device | None = None,
+                dtype: str | torch.dtype | None = None, load_8bit: bool = False,
+                load_4bit: bool = False) -> Engine:
+    """Load any supported checkpoint directory as an Engine (nothing is downloaded).
+
+    `device` is "cpu", "cuda", "cuda:N" or "auto"/None (a GPU when one is visible); `dtype` the
+    language model's ("float32", "float16", "bfloat16" or a torch dtype; None: float16 on CUDA,
+    on the CPU float32 when it fits in memory, else bfloat16); `load_8bit` / `load_4bit` the
+    official quantization flags. See `llava15.checkpoint.placement` for what each choice means and
+    when it is refused (before any weight is read)."""
     from llava15.checkpoint import load_llava
+    from llava15.checkpoint.placement import PlacementRequest
     from llava15.data.tokenizer import load_tokenizer
 
-    loaded = load_llava(path, model_base=model_base, vision_tower=vision_tower, dtype=dtype)
+    request = PlacementRequest(device, dtype, load_8bit, load_4bit)
+    loaded = load_llava(path, model_base=model_base, vision_tower=vision_tower, placement=request)
     tokenizer = load_tokenizer(loaded.tokenizer_dir)
     return Engine(loaded.model, tokenizer, loaded.image_processor,
                   conv_mode or loaded.config.conv_mode, model_id=model_name_from_path(path))

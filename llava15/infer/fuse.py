@@ -35,7 +35,9 @@ def decode_layout() -> Callable[[torch.Tensor], torch.Tensor]:
 def fuse_projections(model: torch.nn.Module,
                      layout: Callable[[torch.Tensor], torch.Tensor] = torch.Tensor.contiguous) -> None:
     """Fuse q/k/v and gate/up of every decoder layer in `model`, the fused weights laid out by
-    `layout`. Idempotent; call it after moving the model to its device/dtype."""
+    `layout`. Idempotent; call it after moving the model to its device/dtype. Layers whose
+    projections are not plain `nn.Linear` (quantized, or wrapped by LoRA) keep their own."""
     for module in model.modules():
-        if isinstance(module, (Attention, MLP)):
+        if isinstance(module, (Attention, MLP)) and all(
+                type(child) is torch.nn.Linear for child in module.children()):
             module.fuse(layout)

@@ -8,6 +8,7 @@ batch, so the remaining rows decode faster.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -57,16 +58,20 @@ def use_fast_weight_layout(model: torch.nn.Module) -> None:
     on a column-major copy of each widening weight (out > in: the lm_head, gate/up): same
     shape and values, transposed strides, so x @ W^T runs on a contiguous W^T (lm_head of
     32000 x 512 at 1 row: 5.2 ms -> 2.3 ms). Results change only by float summation order.
-    Meant for inference, after the model is on its device and dtype and the thread count is
-    set (called again, it lays out for the thread count then); `state_dict()` names and
+    Only float32 CPU weights change layout (the measurements are theirs); half-precision and
+    GPU weights keep row-major. Meant for inference, after the model is on its device and dtype
+    and the thread count is set (called again, it lays out for the thread count then); `state_dict()` names and
     values are unchanged.
     """
     layout = decode_layout()
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, torch.nn.Linear) and module.out_features > module.in_features:
+            if (isinstance(module, torch.nn.Linear) and module.out_features > module.in_features
+                    and module.weight.dtype == torch.float32 and module.weight.device.type == "cpu"):
                 module.weight.data = layout(module.weight.data)
-    fuse_projections(model, layout)
+    float32_cpu = model.language_model.output_weight().dtype == torch.float32 and \
+        model.language_model.output_weight().device.type == "cpu"
+    fuse_projections(model, layout if float32_cpu else torch.Tensor.contiguous)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,35 +115,53 @@ def sample_next(logits: torch.Tensor, params: Sequence[SamplingParams],
     return torch.stack(tokens)
 
 
+@dataclass
+class Prefill:
+    """What a prefill leaves for decoding, every field in the cache's row order: the next-token
+    `logits` (B,V), the `cache` (its `length` set, `room` columns free), the `attention_mask`
+    (B, length) of its real positions, `rows` (the prompt of each cache row) and `encode_s`,
+    the seconds spent encoding images (vision tower, projector and merge; 0.0 without images)."""
+
+    logits: torch.Tensor
+    cache: KVCache
+    attention_mask: torch.Tensor
+    rows: list[int]
+    encode_s: float
+
+
 def prefill(model: Llava, prompts: Sequence[Sequence[int]], pixel_values, image_sizes,
-            pad_token_id: int, room: int) -> tuple[torch.Tensor, KVCache, torch.Tensor, list[int]]:
-    """Run the prompts into a new cache with `room` columns to decode into; return the last
-    position's logits (B,1,V), the cache (its `length` set) and the attention mask of its
-    real positions (B, length), all in the cache's row order, and that order (the prompt of
-    each cache row).
+            pad_token_id: int, room: int) -> Prefill:
+    """Run the prompts into a new cache with `room` columns to decode into: the one prefill of
+    every generation path (`generate_tokens`, and the server's running batch).
 
     One prompt runs exactly as the official code runs it. Several run through
     `llava15.infer.prefix`: what they share (the system text, a repeated image) once, each
-    image through the vision tower once, no compute on padding beyond what saves a call.
+    distinct image through the vision tower once, no compute on padding beyond what saves a call.
     """
     device = next(model.parameters()).device
     input_ids, attention_mask = left_pad(prompts, pad_token_id)
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     sizes = list(image_sizes) if image_sizes else None
     width = input_ids.shape[1]
+    started = time.perf_counter()
     if len(prompts) == 1:
-        dtype = model.language_model.model.embed_tokens.weight.dtype
-        cache = KVCache.allocate(model.config.text, 1, width + room, dtype, device)
-        logits = model(input_ids, pixel_values, attention_mask, cache=cache, logits_to_keep=1,
-                       image_sizes=sizes).logits
+        inputs_embeds, numbers = model.embed_inputs(input_ids, pixel_values, sizes), None
+    else:
+        inputs_embeds, numbers = embed_batch(model, input_ids, pixel_values, sizes)  # images once
+    if device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
+        torch.cuda.synchronize(device)
+    encode_s = time.perf_counter() - started if pixel_values is not None else 0.0
+    if len(prompts) == 1:
+        cache = KVCache.allocate(model.config.text, 1, width + room, inputs_embeds.dtype, device)
+        logits = model.language_model(inputs_embeds, attention_mask, cache=cache, logits_to_keep=1)
         cache.length = width
-        return logits, cache, attention_mask, [0]
-    inputs_embeds, numbers = embed_batch(model, input_ids, pixel_values, sizes)  # all images at once
+        return Prefill(logits[:, -1], cache, attention_mask, [0], encode_s)
     rows = [inputs_embeds[row, width - len(prompt):] for row, prompt in enumerate(prompts)]
     config = model.config
     spans = plan_spans(position_keys(input_ids, [len(p) for p in prompts], config.image_token_index,
                                      config.num_image_tokens, numbers))
-    return prefill_spans(model, rows, spans, room)
+    logits, cache, mask, order = prefill_spans(model, rows, spans, room)
+    return Prefill(logits[:, -1], cache, mask, order, encode_s)
 
 
 def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
@@ -174,12 +197,12 @@ def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
     device = next(model.parameters()).device
     eos = torch.tensor(sorted(set(eos_token_ids)), device=device, dtype=torch.long)
     with torch.inference_mode():
-        logits, cache, attention_mask, rows = prefill(model, prompts, pixel_values, image_sizes,
-                                                      pad_token_id, max(budget))
-        # `rows`: the prompt of each live batch row
+        start = prefill(model, prompts, pixel_values, image_sizes, pad_token_id, max(budget))
+        logits, cache, attention_mask = start.logits, start.cache, start.attention_mask
+        rows = start.rows  # the prompt of each live batch row
         produced: list[list[int]] = [[] for _ in prompts]
         while rows:
-            next_tokens = sample_next(logits[:, -1], [per_row[r] for r in rows],
+            next_tokens = sample_next(logits, [per_row[r] for r in rows],
                                       [generators[r] for r in rows])
             is_eos = torch.isin(next_tokens, eos).tolist()
             keep = []
@@ -203,7 +226,7 @@ def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
                 rows = [rows[i] for i in keep]
             attention_mask = torch.cat(
                 [attention_mask, attention_mask.new_ones((len(rows), 1))], dim=1)
-            logits = model(next_tokens[:, None], None, attention_mask, cache=cache).logits
+            logits = model.decode(next_tokens[:, None], attention_mask, cache)[:, -1]
             cache.length += 1
 
 

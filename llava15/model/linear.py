@@ -14,6 +14,12 @@ float summation order.
 It serves only where no gradient is recorded (inference), on float32 CPU tensors, up to
 `FEW_ROWS` rows, for weights of at least `MIN_WEIGHT` elements (the product is then bound by
 reading the weight from memory); everything else goes through `F.linear` unchanged.
+
+Half-precision weights on the CPU (a 7B model kept in bfloat16 to fit in memory) are the other
+case: few rows (decoding) multiply fastest in bfloat16, since reading the weight is the cost and
+it is half the bytes, but many rows (prefill) are bound by arithmetic, where this CPU's bfloat16
+products are up to 8x slower than float32 ones. Above `HALF_UPCAST_ROWS` rows the weight is
+therefore widened to float32 for the product (a transient of one layer) and the result cast back.
 """
 
 from __future__ import annotations
@@ -27,11 +33,16 @@ MIN_WEIGHT = 1 << 18  # elements (1 MiB of float32): below, the weight sits in c
 # extra call costs more than it saves (a 1088 x 128 lm_head: 35 us against 20 us at 1 row);
 # bench/generate_speed.py measured 1 << 18 ahead of 1 << 20 (the 512-wide layers gain too)
 ROW_BLOCKS = 4  # weight row blocks of one batched call; 2-8 measure alike, 1 loses at 1 row
+HALF_UPCAST_ROWS = 32  # above, a bf16/fp16 weight is multiplied in float32 (see the docstring)
+HALF = (torch.bfloat16, torch.float16)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x (..., in) -> (..., out), what `F.linear(x, weight, bias)` computes."""
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    if (weight.dtype in HALF and rows > HALF_UPCAST_ROWS and x.device.type == "cpu"
+            and not torch.is_grad_enabled()):
+        return F.linear(x.float(), weight.float(), None if bias is None else bias.float()).to(x.dtype)
     if (torch.is_grad_enabled() or not 0 < rows <= FEW_ROWS or x.device.type != "cpu"
             or x.dtype != torch.float32 or weight.dtype != torch.float32
             or weight.numel() < MIN_WEIGHT or not weight.is_contiguous()

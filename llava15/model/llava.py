@@ -101,6 +101,14 @@ class Llava(nn.Module):
         return inputs_embeds.masked_scatter(image_mask.unsqueeze(-1),
                                             image_embeds.to(inputs_embeds.dtype))
 
+    def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+               cache: KVCache) -> torch.Tensor:
+        """Logits (B,T,V) for generated tokens, fed after a prefill. They are all text: an id
+        equal to `image_token_index` (a real vocabulary id in llava-hf checkpoints, which a model
+        may emit) is the ordinary token it is, as transformers decodes it, not an image slot."""
+        inputs_embeds = self.language_model.model.embed_tokens(input_ids)
+        return self.language_model(inputs_embeds, attention_mask, cache=cache)
+
     def forward(self, input_ids: torch.Tensor,
                 pixel_values: torch.Tensor | list[torch.Tensor] | None = None,
                 attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,

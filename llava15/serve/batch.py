@@ -1,6 +1,8 @@
 """The running batch of the server: prefill, merge, drop rows, one decode step.
 
-Every row of a `Batch` is left-padded to the same cache length; `attention_mask` marks the real
+The prefill is the one `infer.generate` uses for every generation (shared prefixes and repeated
+images computed once); this module adds what continuous batching needs on top of it. Every row
+of a `Batch` is padded to the same cache length; `attention_mask` marks the real
 positions, and the language model takes positions from the mask (real tokens counted), so a
 row's keys and values do not depend on how much padding sits to its left. That is what lets
 newcomers join a running batch between decoding steps: they are prefilled on their own into a
@@ -10,13 +12,12 @@ axis. A row therefore decodes the same tokens as it would alone (up to float sum
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from llava15.infer.generate import left_pad
+from llava15.infer.generate import prefill as infer_prefill
 from llava15.model.llama import KVCache
 from llava15.model.llava import Llava
 
@@ -24,13 +25,17 @@ from llava15.model.llava import Llava
 @dataclass
 class Batch:
     """Rows decoding together. `logits` (B,V) predict each row's next token; `attention_mask`
-    (B, cache.length) marks real positions; `budgets[i]` is the most new tokens row i may still
-    produce (its next token included), so the cache needs `max(budgets) - 1` more columns."""
+    (B, cache.length) marks real positions (a prefill that shared a prefix leaves masked gaps
+    inside rows, which positions skip as they skip left padding); `budgets[i]` is the most new
+    tokens row i may still produce (its next token included), so the cache needs
+    `max(budgets) - 1` more columns; after a prefill, `rows[i]` is the index of the prompt that
+    row i holds (the prefill may reorder them)."""
 
     cache: KVCache
     attention_mask: torch.Tensor
     logits: torch.Tensor
     budgets: list[int]
+    rows: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.logits.shape[0]
@@ -40,32 +45,25 @@ def prefill(model: Llava, prompts: Sequence[Sequence[int]],
             pixel_values: torch.Tensor | list[torch.Tensor] | None, budgets: Sequence[int],
             pad_token_id: int, image_sizes: Sequence[tuple[int, int]] | None = None,
             ) -> tuple[Batch, float]:
-    """Run the prompts (expanded ids, left-padded together) through the model into a new cache.
+    """Run the prompts through `llava15.infer.generate.prefill`, the prefill every generation
+    path shares (a prefix the prompts share, and each distinct image, computed once), into a new
+    batch with room for the largest budget.
 
     `pixel_values` hold every prompt's images in order: (N,3,H,W), or for AnyRes a list of
-    per-image views with `image_sizes` (width, height). Returns the batch and the seconds spent
-    encoding the images (vision tower, projector and merge, measured apart from the language
-    model; 0.0 without images).
+    per-image views with `image_sizes` (width, height). Returns the batch, whose rows may come in
+    another order than the prompts (`Batch.rows` says which prompt each row holds), and the
+    seconds spent encoding the images (0.0 without images).
     """
     device = next(model.parameters()).device
-    input_ids, attention_mask = left_pad(prompts, pad_token_id)
-    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    width = input_ids.shape[1]
-    dtype = model.language_model.model.embed_tokens.weight.dtype
-    cache = KVCache.allocate(model.config.text, len(prompts), width + max(budgets), dtype, device)
     if isinstance(pixel_values, list):
         pixel_values = [views.to(device) for views in pixel_values]
     elif pixel_values is not None:
         pixel_values = pixel_values.to(device)
     with torch.inference_mode():
-        started = time.perf_counter()
-        inputs_embeds = model.embed_inputs(input_ids, pixel_values, list(image_sizes or []))
-        if device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
-            torch.cuda.synchronize(device)
-        encode_s = time.perf_counter() - started if pixel_values is not None else 0.0
-        logits = model.language_model(inputs_embeds, attention_mask, cache=cache, logits_to_keep=1)
-    cache.length = width
-    return Batch(cache, attention_mask, logits[:, -1], list(budgets)), encode_s
+        start = infer_prefill(model, prompts, pixel_values, list(image_sizes or []), pad_token_id,
+                              max(budgets))
+    return Batch(start.cache, start.attention_mask, start.logits,
+                 [budgets[row] for row in start.rows], start.rows), start.encode_s
 
 
 def merge(a: Batch, b: Batch) -> Batch:
@@ -120,6 +118,6 @@ def decode_step(model: Llava, batch: Batch, next_tokens: torch.Tensor) -> Batch:
     """Feed one token per row (B,); every budget shrinks by one."""
     mask = torch.cat([batch.attention_mask, batch.attention_mask.new_ones((len(batch), 1))], dim=1)
     with torch.inference_mode():
-        logits = model(next_tokens[:, None].to(mask.device), None, mask, cache=batch.cache).logits
+        logits = model.decode(next_tokens[:, None].to(mask.device), mask, batch.cache)
     batch.cache.length += 1
     return Batch(batch.cache, mask, logits[:, -1], [b - 1 for b in batch.budgets])

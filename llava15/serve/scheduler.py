@@ -222,7 +222,8 @@ class Scheduler:
         return True
 
     def _prefill(self, jobs: list[Job]) -> Batch | None:
-        """Prefill the newcomers together; if that fails, only they fail."""
+        """Prefill the newcomers together, reordering `jobs` in place into the batch's row
+        order; if that fails, only they fail."""
         images = [j.pixel_values for j in jobs if j.pixel_values is not None]
         if images and isinstance(images[0], list):  # AnyRes: per-image views, kept apart
             pixel_values = [views for per_job in images for views in per_job]
@@ -240,6 +241,7 @@ class Scheduler:
         views = sum(j.views for j in jobs)
         for job in jobs:
             job.image_encode_s = encode_s * job.views / views if views else 0.0
+        jobs[:] = [jobs[row] for row in batch.rows]  # the batch's row order, which the prefill chose
         return batch
 
     def _set_running(self, jobs: list[Job]) -> None:

@@ -1,0 +1,99 @@
+"""Weight-only int8 linear layers for the CPU (`--load-8bit` without a GPU).
+
+Each output row of the weight is stored as int8 with one float32 scale (symmetric, per output
+channel: `W ~= q * scale[:, None]`, |q| <= 127), so a layer takes a quarter of its float32
+bytes: a 13B LLM fits in about 13 GB. Activations stay in the model's dtype.
+
+Decoding multiplies few rows by every weight and is bound by reading the weight, so the fewer
+bytes are the point; prefill multiplies hundreds of rows and is bound by arithmetic, which runs
+fastest in float32 here. `forward` therefore picks by rows: up to `FEW_ROWS` it scales the
+activations' product with the int8 weight (`int8_matmul`), above it dequantizes this one
+layer's weight to float32 for the product (a transient of one layer, never the model).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FEW_ROWS = 16  # decode batches; above, the float32 product of a dequantized weight wins
+BLOCK_BYTES = 1 << 18  # float32 block of `quantize_rows` (its working memory is a few of these)
+
+
+def quantize_rows(weight: torch.Tensor, q: torch.Tensor | None = None,
+                  scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """weight (out, in), any float dtype -> int8 q (out, in) and float32 scale (out,), with
+    q * scale the closest per-row symmetric int8 approximation (round to nearest). A row of
+    zeros gets scale 1 (its q is 0), so nothing divides by zero. Works through blocks of rows
+    of at most `BLOCK_BYTES` in float32, written into `q` and `scale` when given, so quantizing
+    a layer while loading needs little memory beyond its int8 result."""
+    rows, cols = weight.shape
+    q = torch.empty(rows, cols, dtype=torch.int8, device=weight.device) if q is None else q
+    scale = torch.empty(rows, dtype=torch.float32, device=weight.device) if scale is None else scale
+    step = max(1, BLOCK_BYTES // (4 * max(cols, 1)))
+    for first in range(0, rows, step):
+        w = weight[first:first + step].to(torch.float32, copy=True)  # divided in place below
+        block_scale = w.abs().amax(dim=1) / 127.0
+        block_scale = torch.where(block_scale > 0, block_scale, torch.ones_like(block_scale))
+        q[first:first + step] = torch.round(w.div_(block_scale[:, None])).clamp_(-127, 127)
+        scale[first:first + step] = block_scale
+    return q, scale
+
+
+def int8_matmul(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x (..., in) @ (q * scale)^T for few rows, in x's dtype: the int8 weight is widened to
+    x's dtype block by block inside one product (`_weight_int8pack_mm` where torch has it for
+    this dtype), and the per-row scale is applied to the output, not to the weight."""
+    flat = x.reshape(-1, x.shape[-1])
+    if x.dtype in (torch.bfloat16, torch.float32, torch.float16) and hasattr(torch, "_weight_int8pack_mm"):
+        y = torch._weight_int8pack_mm(flat.contiguous(), q, scale.to(x.dtype))
+    else:
+        y = F.linear(flat, q.to(x.dtype)) * scale.to(x.dtype)
+    return y.reshape(*x.shape[:-1], q.shape[0])
+
+
+class Int8Linear(nn.Module):
+    """`nn.Linear` with an int8 weight and per-output-row scales (buffers, saved in the state
+    dict as `weight` and `weight_scale`); inference only. `bias` stays in the model's dtype."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False,
+                 dtype: torch.dtype = torch.bfloat16, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8,
+                                                   device=device))
+        self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32,
+                                                         device=device))
+        self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device),
+                                 requires_grad=False) if bias else None
+
+    @classmethod
+    def like(cls, linear: nn.Linear) -> "Int8Linear":
+        """An empty Int8Linear of `linear`'s shape, on its device (meta while loading), its bias
+        dtype the linear's."""
+        return cls(linear.in_features, linear.out_features, linear.bias is not None,
+                   linear.weight.dtype, linear.weight.device)
+
+    @torch.no_grad()
+    def quantize_from(self, weight: torch.Tensor) -> None:
+        """Fill the int8 weight and scales from a float weight (out, in) of this layer's shape."""
+        if tuple(weight.shape) != (self.out_features, self.in_features):
+            raise ValueError(f"weight of shape {list(weight.shape)} for an Int8Linear of "
+                             f"{self.out_features} x {self.in_features}")
+        quantize_rows(weight.to(self.weight.device), self.weight, self.weight_scale)
+
+    def dequantized(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The weight as `dtype` (out, in): q * scale."""
+        return self.weight.to(dtype) * self.weight_scale.to(dtype)[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // max(x.shape[-1], 1)
+        if rows <= FEW_ROWS:
+            y = int8_matmul(x, self.weight, self.weight_scale)
+        else:
+            y = F.linear(x.float(), self.dequantized(torch.float32)).to(x.dtype)
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-row scales"
