@@ -38,7 +38,7 @@ def test_cpu_default_is_float32_when_it_fits_and_bfloat16_when_not(caplog):
     assert resolve_placement(counts, device="cpu", available=64 * 10**9).dtype == torch.float32
     with caplog.at_level(logging.WARNING):
         placement = resolve_placement(counts, device="cpu", available=24 * 10**9)
-    assert placement.dtype == torch.bfloat16 and placement.vision_dtype == torch.float32
+    assert placement.dtype == torch.bfloat16 and placement.vision_dtype == torch.bfloat16
     assert "bfloat16" in caplog.text and "float32" in caplog.text
 
 
@@ -52,7 +52,7 @@ def test_too_large_says_how_much_and_which_flag_fits():
     assert 27 < needed < 33  # 13B in bf16 with headroom
     int8 = resolve_placement(counts, device="cpu", load_8bit=True, available=20 * 10**9)
     assert int8.quantization == "int8"
-    assert counts.bytes(torch.bfloat16, torch.float32, "int8") / GB < 15.5
+    assert counts.bytes(torch.bfloat16, torch.bfloat16, "int8") / GB < 15
 
 
 @pytest.mark.parametrize("kwargs,words", [

@@ -22,9 +22,10 @@ from llava15.model.linear import HALF_UPCAST_ROWS, linear
 from random_llava import random_llava
 
 # Largest logit error relative to the largest float32 logit, per precision. Measured on the
-# golden tiny checkpoint: bf16 0.014, fp16 0.0012, int8 with bf16 activations 0.025, int8 with
-# float32 activations 0.018; the bounds leave about 2x room.
-TOLERANCE = {"bfloat16": 0.03, "float16": 0.005, "int8": 0.05, "int8-float32": 0.04}
+# golden tiny checkpoint (its prompt, then the long prompt): bf16 0.016 / 0.020, fp16 0.0018 /
+# 0.0024, int8 with bf16 activations 0.024 / 0.031, int8 with float32 ones 0.018 / 0.025; the
+# bounds leave about 1.5-2x room.
+TOLERANCE = {"bfloat16": 0.035, "float16": 0.005, "int8": 0.05, "int8-float32": 0.04}
 REQUESTS = {"bfloat16": PlacementRequest(dtype="bfloat16"), "float16": PlacementRequest(dtype="float16"),
             "int8": PlacementRequest(load_8bit=True),
             "int8-float32": PlacementRequest(load_8bit=True, dtype="float32")}

@@ -4,9 +4,10 @@ refused, with the reason) before any weight is read.
 Defaults follow the official builder where it runs, and the hardware people have elsewhere:
 - CUDA: float16, as the official `load_pretrained_model`;
 - CPU: float32 when the weights fit in the memory available, otherwise bfloat16 weights (said in
-  one log line). On the CPU the vision tower and projector stay float32 whatever the LLM's
-  dtype: they are 0.3B parameters (1.2 GB) that run on 577 rows per image, where float32 is
-  several times faster than half precision on CPUs without native bf16 matrix units.
+  one log line). Half-precision weights on the CPU compute many-row products (prefill, the
+  vision tower's 577 rows an image) in float32, one layer's weight widened at a time
+  (`llava15.model.linear`), so they cost memory bandwidth only where it is the bound.
+The vision tower and projector take the language model's dtype, as in the official builder.
 
 `--load-8bit` / `--load-4bit` quantize the language model's decoder linears only (the vision
 tower, the projector, the embeddings and `lm_head` stay in their dtype, as the official builder
@@ -210,8 +211,7 @@ def resolve_placement(counts: ParamCounts, *, device: str | torch.device | None 
     free = available if available is not None else available_memory(main)
 
     def needed(llm_dtype: torch.dtype, quant: str | None = quantization) -> int:
-        vision = llm_dtype if on_gpu else torch.float32
-        return int(counts.bytes(llm_dtype, vision, quant) * HEADROOM) + RESERVE
+        return int(counts.bytes(llm_dtype, llm_dtype, quant) * HEADROOM) + RESERVE
 
     if chosen is None:
         if on_gpu:
@@ -237,4 +237,4 @@ def resolve_placement(counts: ParamCounts, *, device: str | torch.device | None 
     if spread:
         log.warning("%d GPUs are visible; the model runs on %s alone (layers are not spread over "
                     "several GPUs)", len(spread), main)
-    return Placement(main, chosen, chosen if on_gpu else torch.float32, quantization)
+    return Placement(main, chosen, chosen, quantization)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llava15.config import VisionConfig
+from llava15.model.linear import apply_linear
 
 
 def quick_gelu(x: torch.Tensor) -> torch.Tensor:
@@ -61,9 +62,9 @@ class CLIPAttention(nn.Module):
         b, t, d = x.shape
         def heads(y: torch.Tensor) -> torch.Tensor:
             return y.view(b, t, self.num_heads, -1).transpose(1, 2)  # (B, H, T, Dh)
-        out = F.scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)),
-                                             heads(self.v_proj(x)))
-        return self.out_proj(out.transpose(1, 2).reshape(b, t, d))
+        q, k, v = (apply_linear(proj, x) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v))
+        return apply_linear(self.out_proj, out.transpose(1, 2).reshape(b, t, d))
 
 
 class CLIPMLP(nn.Module):
@@ -74,7 +75,7 @@ class CLIPMLP(nn.Module):
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return apply_linear(self.fc2, self.act(apply_linear(self.fc1, x)))
 
 
 class CLIPEncoderLayer(nn.Module):

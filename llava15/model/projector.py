@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llava15.model.linear import apply_linear
+
 _MLP = re.compile(r"^mlp(\d+)x_gelu$")
 
 
@@ -48,5 +50,5 @@ class Projector(nn.Module):
         for k in range(1, self.depth + 1):
             if k > 1:
                 x = F.gelu(x)
-            x = getattr(self, f"linear_{k}")(x)
+            x = apply_linear(getattr(self, f"linear_{k}"), x)
         return x
