@@ -16,13 +16,20 @@ It serves only where no gradient is recorded (inference), on float32 CPU tensors
 reading the weight from memory); everything else goes through `F.linear` unchanged.
 
 Half-precision weights on the CPU (a 7B model kept in bfloat16 to fit in memory) are the other
-case: few rows (decoding) multiply fastest in bfloat16, since reading the weight is the cost and
-it is half the bytes, but many rows (prefill) are bound by arithmetic, where this CPU's bfloat16
-products are up to 8x slower than float32 ones. Above `HALF_UPCAST_ROWS` rows the weight is
-therefore widened to float32 for the product (a transient of one layer) and the result cast back.
+case. Few rows (decoding) multiply fastest in half precision, since reading the weight is the
+cost and it is half the bytes. Many rows (prefill, the vision tower) are bound by arithmetic:
+CPUs with bfloat16 instructions (AVX512-BF16, AMX) run them natively, faster than float32, but
+on an AVX2 CPU oneDNN's bfloat16 product is several times slower than float32's (measured on
+11008 x 4096 at 640 rows: 3.8 s against 1.1 s with the weight widened first; the two meet near
+64 rows). There, and for float16 weights (no CPU here multiplies them natively), products of
+more than `HALF_UPCAST_ROWS` rows widen the weight to float32 (a transient of one layer) and
+cast the result back.
 """
 
 from __future__ import annotations
+
+import functools
+import os
 
 import torch
 import torch.nn.functional as F
@@ -33,15 +40,35 @@ MIN_WEIGHT = 1 << 18  # elements (1 MiB of float32): below, the weight sits in c
 # extra call costs more than it saves (a 1088 x 128 lm_head: 35 us against 20 us at 1 row);
 # bench/generate_speed.py measured 1 << 18 ahead of 1 << 20 (the 512-wide layers gain too)
 ROW_BLOCKS = 4  # weight row blocks of one batched call; 2-8 measure alike, 1 loses at 1 row
-HALF_UPCAST_ROWS = 32  # above, a bf16/fp16 weight is multiplied in float32 (see the docstring)
+HALF_UPCAST_ROWS = 64  # above, a half weight without native support is multiplied in float32
 HALF = (torch.bfloat16, torch.float16)
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (the `avx512_bf16` or `amx_bf16` flag, and
+    oneDNN not held below them by ONEDNN_MAX_CPU_ISA). A fact of the machine, read once."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    if isa not in ("ALL", "DEFAULT") and not any(k in isa for k in ("BF16", "AMX", "AVX10")):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:  # not Linux: assume the common case, no native bfloat16
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def widens(weight: torch.Tensor, rows: int) -> bool:
+    """Whether a product of `rows` rows with this CPU half-precision `weight` runs in float32."""
+    return (rows > HALF_UPCAST_ROWS and weight.dtype in HALF and weight.device.type == "cpu"
+            and not (weight.dtype == torch.bfloat16 and native_bf16()))
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x (..., in) -> (..., out), what `F.linear(x, weight, bias)` computes."""
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-    if (weight.dtype in HALF and rows > HALF_UPCAST_ROWS and x.device.type == "cpu"
-            and not torch.is_grad_enabled()):
+    if widens(weight, rows) and x.device.type == "cpu" and not torch.is_grad_enabled():
         return F.linear(x.float(), weight.float(), None if bias is None else bias.float()).to(x.dtype)
     if (torch.is_grad_enabled() or not 0 < rows <= FEW_ROWS or x.device.type != "cpu"
             or x.dtype != torch.float32 or weight.dtype != torch.float32
