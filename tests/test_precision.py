@@ -17,7 +17,7 @@ from llava15.checkpoint.placement import PlacementRequest
 from llava15.checkpoint.quantize import quantize_int8
 from llava15.config import tiny
 from llava15.infer.generate import SamplingParams, generate
-from llava15.model.int8 import FEW_ROWS, Int8Linear, quantize_rows
+from llava15.model.int8 import FEW_ROWS, FEW_ROWS_NATIVE_BF16, Int8Linear, quantize_rows
 from llava15.model.linear import HALF_UPCAST_ROWS, linear, native_bf16, widens
 from random_llava import random_llava
 
@@ -112,23 +112,26 @@ def test_quantize_rows_rounds_to_the_nearest_step():
     assert bool((q[7] == 0).all())
 
 
-@pytest.mark.parametrize("dtype,rtol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
-@pytest.mark.parametrize("rows", [1, FEW_ROWS, FEW_ROWS + 50])
-def test_int8_linear_computes_x_times_dequantized_weight(dtype, rtol, rows):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows", sorted({1, FEW_ROWS_NATIVE_BF16, FEW_ROWS_NATIVE_BF16 + 1, FEW_ROWS,
+                                         FEW_ROWS + 50}))
+@pytest.mark.parametrize("in_features", [64, 40])  # 40: not a multiple of 16, the int8 kernel's unit
+def test_int8_linear_computes_x_times_dequantized_weight(dtype, rows, in_features):
     g = torch.Generator().manual_seed(2)
-    dense = torch.nn.Linear(64, 48, bias=True)
+    dense = torch.nn.Linear(in_features, 48, bias=True)
     with torch.no_grad():
-        dense.weight.copy_(torch.randn(48, 64, generator=g))
+        dense.weight.copy_(torch.randn(48, in_features, generator=g))
         dense.bias.copy_(torch.randn(48, generator=g))
     layer = Int8Linear.like(dense.to(dtype))
     layer.quantize_from(dense.weight)
     layer.bias.data.copy_(dense.bias)
-    x = torch.randn(rows, 64, generator=g).to(dtype)
+    x = torch.randn(rows, in_features, generator=g).to(dtype)
     with torch.no_grad():
         want = x.float() @ layer.dequantized().T + dense.bias.float()
         got = layer(x)
     assert got.dtype == dtype and got.shape == (rows, 48)
-    assert float((got.float() - want).abs().max() / want.abs().max()) < rtol
+    # bfloat16 activations (the int8 kernel casts to them) round to 2^-8 relative
+    assert float((got.float() - want).abs().max() / want.abs().max()) < 2e-2
 
 
 def test_int8_model_in_memory_matches_int8_loaded(reference):

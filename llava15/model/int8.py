@@ -6,11 +6,12 @@ bytes: a 13B LLM fits in about 13 GB. Activations stay in the model's dtype.
 
 Decoding multiplies few rows by every weight and is bound by reading the weight, so the fewer
 bytes are the point: torch's `_weight_int8pack_mm` widens the int8 weight inside the product and
-scales the output rows (on an AVX512 CPU, 11008 x 4096 at one row: 1.9 ms against 6.1 ms for the
-bfloat16 weight). Its cost grows with the rows, while dequantizing the layer first costs a fixed
-pass over the weight, so above `FEW_ROWS` (prefill: hundreds of rows) `forward` dequantizes this
-one layer's weight (a transient of one layer, never the model) to bfloat16 where the CPU
-multiplies bfloat16 natively and to float32 elsewhere (`llava15.model.linear.native_bf16`).
+scales the output rows (11008 x 4096 at one row: 2.1 ms against 4.7 ms for the bfloat16 weight on
+an AVX512-BF16 CPU, 2.4 ms against 2.9 ms on AVX2). Its cost grows with the rows, while
+dequantizing the layer first costs a fixed pass over the weight, so above a few rows (prefill:
+hundreds) `forward` dequantizes this one layer's weight (a transient of one layer, never the
+model) to bfloat16 where the CPU multiplies bfloat16 natively and to float32 elsewhere
+(`llava15.model.linear.native_bf16`). Figures: `experiments/cpu_kernels/NOTES.md`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from torch import nn
 
 from llava15.model.linear import native_bf16
 
-FEW_ROWS = 128  # measured: int8pack at 128 rows about equals dequantizing 11008 x 4096 first
+# Rows up to which the int8 product beats dequantizing the layer first (measured on 4096-wide
+# layers): 8 where bfloat16 products are native (AVX512-BF16), 128 on AVX2.
+FEW_ROWS_NATIVE_BF16, FEW_ROWS = 8, 128
 BLOCK_BYTES = 1 << 18  # float32 block of `quantize_rows` (its working memory is a few of these)
 
 
@@ -46,12 +49,15 @@ def quantize_rows(weight: torch.Tensor, q: torch.Tensor | None = None,
 
 
 def int8_matmul(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """x (..., in) @ (q * scale)^T for few rows, in x's dtype: the int8 weight is widened to
-    x's dtype block by block inside one product (`_weight_int8pack_mm` where torch has it for
-    this dtype), and the per-row scale is applied to the output, not to the weight."""
+    """x (..., in) @ (q * scale)^T for few rows, in x's dtype: torch's `_weight_int8pack_mm`
+    widens the int8 weight block by block inside the product and scales the output rows. It is
+    fast only with bfloat16 activations (float32 takes a slow path: 7 ms against 0.8 ms for a
+    4096 x 4096 layer at one row), so they are cast to bfloat16 for it, and it needs `in` to be
+    a multiple of 16 (other widths give wrong results); elsewhere the weight is widened first."""
     flat = x.reshape(-1, x.shape[-1])
-    if x.dtype in (torch.bfloat16, torch.float32, torch.float16) and hasattr(torch, "_weight_int8pack_mm"):
-        y = torch._weight_int8pack_mm(flat.contiguous(), q, scale.to(x.dtype))
+    if q.shape[1] % 16 == 0 and hasattr(torch, "_weight_int8pack_mm"):
+        y = torch._weight_int8pack_mm(flat.to(torch.bfloat16).contiguous(), q,
+                                      scale.to(torch.bfloat16)).to(x.dtype)
     else:
         y = F.linear(flat, q.to(x.dtype)) * scale.to(x.dtype)
     return y.reshape(*x.shape[:-1], q.shape[0])
@@ -93,10 +99,11 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // max(x.shape[-1], 1)
-        if rows <= FEW_ROWS:
+        native = native_bf16()
+        if rows <= (FEW_ROWS_NATIVE_BF16 if native else FEW_ROWS):
             y = int8_matmul(x, self.weight, self.weight_scale)
-        elif x.dtype == torch.bfloat16 and native_bf16():
-            y = F.linear(x, self.dequantized(torch.bfloat16))
+        elif native:
+            y = F.linear(x.to(torch.bfloat16), self.dequantized(torch.bfloat16)).to(x.dtype)
         else:
             y = F.linear(x.float(), self.dequantized(torch.float32)).to(x.dtype)
         return y if self.bias is None else y + self.bias

@@ -28,9 +28,6 @@ cast the result back.
 
 from __future__ import annotations
 
-import functools
-import os
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,19 +41,10 @@ HALF_UPCAST_ROWS = 64  # above, a half weight without native support is multipli
 HALF = (torch.bfloat16, torch.float16)
 
 
-@functools.cache
 def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (the `avx512_bf16` or `amx_bf16` flag, and
-    oneDNN not held below them by ONEDNN_MAX_CPU_ISA). A fact of the machine, read once."""
-    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
-    if isa not in ("ALL", "DEFAULT") and not any(k in isa for k in ("BF16", "AMX", "AVX10")):
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:  # not Linux: assume the common case, no native bfloat16
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """Whether oneDNN multiplies bfloat16 natively on this CPU (AVX512-BF16 or AMX; it honours
+    ONEDNN_MAX_CPU_ISA), so that bfloat16 products beat float32 ones at every row count."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def widens(weight: torch.Tensor, rows: int) -> bool:
