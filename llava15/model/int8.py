@@ -94,8 +94,9 @@ class Int8Linear(nn.Module):
         quantize_rows(weight.to(self.weight.device), self.weight, self.weight_scale)
 
     def dequantized(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The weight as `dtype` (out, in): q * scale."""
-        return self.weight.to(dtype) * self.weight_scale.to(dtype)[:, None]
+        """The weight as `dtype` (out, in): q * scale, scaled in place (one transient of the
+        layer's size, not two)."""
+        return self.weight.to(dtype).mul_(self.weight_scale.to(dtype)[:, None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // max(x.shape[-1], 1)
