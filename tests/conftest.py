@@ -1,0 +1,24 @@
+"""Suite-wide rule: under CI=true a skipped test fails the run.
+
+A missing dependency (transformers, gguf, playwright, a browser) would otherwise turn the tests
+that need it into skips, and the run would pass while checking less. Elsewhere skips only show,
+with their reasons (`-ra`)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI") != "true":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped and exitstatus == pytest.ExitCode.OK:
+        if reporter is not None:
+            reporter.write_line(f"CI=true: {len(skipped)} skipped test(s) fail the run:", red=True)
+            for report in skipped:
+                reporter.write_line(f"  {report.nodeid}: {report.longrepr}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
