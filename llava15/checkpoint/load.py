@@ -1,6 +1,6 @@
 """Load any supported checkpoint directory into our `Llava` (nothing is downloaded).
 
-Layouts, detected from the files (spec §5.5, §6):
+Layouts, detected from the files:
 - `official`: an official full checkpoint (`pytorch_model*.bin` or `model*.safetensors`, one file or
   shards + index) plus the CLIP directory its config names;
 - `official-projector`: `mm_projector.bin` + `config.json` over `model_base` (a LlamaForCausalLM
