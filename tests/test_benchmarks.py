@@ -266,11 +266,74 @@ def test_mmbench_circular_score(tmp_path):
 
 def test_mmbench_submission_table(tmp_path):
     write_tsv(tmp_path / "mmbench_dev_20230712.tsv", mmbench_rows())
-    path = mmbench.write_submission(answers([(0, "B"), (1, "A")]), tmp_path, tmp_path / "up" / "exp")
+    path = mmbench.write_submission(answers([(0, "B"), (1, "A")]), tmp_path,
+                                    tmp_path / "up" / "llava-v1.5-13b", fmt="tsv")
+    assert path == tmp_path / "up" / "llava-v1.5-13b.tsv"
     with open(path, newline="", encoding="utf-8") as f:
         table = list(csv.reader(f, delimiter="\t"))
     assert table[0] == ["index", "question", "A", "B", "C", "D", "prediction", "answer", "split"]
     assert table[1][6] == "B" and table[2][6] == "" and len(table) == 5
+
+
+def official_mmbench_upload(tsv: Path, answer_file: Path, out: Path) -> None:
+    """convert_mmbench_for_submission.py's steps with pandas: read the TSV, drop six columns,
+    insert an empty `prediction` 7th, set each answer's text on its index, write xlsx."""
+    import pandas as pd
+
+    df = pd.read_table(tsv)
+    upload = df.drop(columns=["hint", "category", "source", "image", "comment", "l2-category"])
+    upload.insert(6, "prediction", None)
+    for line in answer_file.read_text().splitlines():
+        record = json.loads(line)
+        upload.loc[df["index"] == record["question_id"], "prediction"] = record["text"]
+    upload.to_excel(out, index=False, engine="openpyxl")
+
+
+def xlsx_cells(path: Path) -> list[list]:
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(path).active
+    return [[(type(c.value).__name__, c.value) for c in row] for row in sheet.iter_rows()]
+
+
+def test_mmbench_xlsx_equals_the_official_pandas_upload(tmp_path):
+    """Cell values and types (integer index, numeric option columns, empty NA cells, numeric-
+    looking text among texts, the sheet name) as pandas' read_table + to_excel give them."""
+    rows = mmbench_rows()
+    rows[0].update(A="3", D="2")        # "3" among texts stays text; D: one number, others NA
+    rows[1].update(split="7", C="1.5")  # a column of numbers with NA cells reads as float
+    for row in rows[1:]:
+        row["split"] = "7"
+    rows[3]["C"] = "True"
+    tsv = write_tsv(tmp_path / "mmbench_dev_20230712.tsv", rows)
+    records = [(0, "B"), (1000000, "3"), (1, "A"), (1, "C")]  # "3" stays text; last answer wins
+    answer_file = tmp_path / "answers.jsonl"
+    answer_file.write_text("".join(json.dumps({"question_id": i, "text": t}) + "\n"
+                                   for i, t in records))
+    ours = mmbench.write_submission(answer_file, tmp_path, tmp_path / "up" / "llava-v1.5-13b")
+    assert ours == tmp_path / "up" / "llava-v1.5-13b.xlsx"
+    official_mmbench_upload(tsv, answer_file, tmp_path / "official.xlsx")
+    assert xlsx_cells(ours) == xlsx_cells(tmp_path / "official.xlsx")
+    import openpyxl
+    assert openpyxl.load_workbook(ours).sheetnames == ["Sheet1"]
+    assert xlsx_cells(ours)[1][0] == ("int", 0)
+
+
+@pytest.mark.parametrize("values, expected", [
+    (["1", "2"], [1, 2]), (["1", ""], [1.0, None]), (["1", "2.5"], [1.0, 2.5]),
+    (["1", "x"], ["1", "x"]), (["NA", "nan"], [None, None]), (["True", "false"], [True, False]),
+    (["1e3", "-2"], [1000.0, -2.0])])
+def test_mmbench_column_types_follow_pandas(values, expected):
+    typed = mmbench.infer_column(values)
+    assert typed == expected and [type(v) for v in typed] == [type(v) for v in expected]
+
+
+def test_output_path_keeps_dots_of_experiment_names(tmp_path):
+    from llava15.eval.question import output_path
+
+    assert output_path(tmp_path / "llava-v1.5-13b", ".jsonl").name == "llava-v1.5-13b.jsonl"
+    assert output_path(tmp_path / "a.jsonl", ".jsonl").name == "a.jsonl"
+    assert output_path(tmp_path / "sub" / "x", ".json") == tmp_path / "sub" / "x.json"
 
 
 class FakeJudge:

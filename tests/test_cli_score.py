@@ -101,15 +101,16 @@ def test_mme_mmbench_seed_commands(tmp_path, capsys):
     assert lines[0] == "1.txt\tIs there a dog? Please answer yes or no.\tYes\tYes"
 
     write_tsv(tmp_path / "dev.tsv", mmbench_rows())
-    jsonl(tmp_path / "res" / "exp.jsonl", [{"question_id": i, "text": t} for i, t in
-                                           ((0, "B"), (1000000, "A"), (2000000, "C"), (1, "B"))])
+    jsonl(tmp_path / "res" / "llava-v1.5-7b.jsonl", [
+        {"question_id": i, "text": t}
+        for i, t in ((0, "B"), (1000000, "A"), (2000000, "C"), (1, "B"))])
     run(["mmbench", "--annotation-file", str(tmp_path / "dev.tsv"), "--result-dir",
-         str(tmp_path / "res"), "--upload-dir", str(tmp_path / "up"), "--experiment", "exp",
-         "--json", str(tmp_path / "m.json")])
+         str(tmp_path / "res"), "--upload-dir", str(tmp_path / "up"), "--experiment",
+         "llava-v1.5-7b", "--json", str(tmp_path / "m.json")])
     assert "Overall (circular): 50.00%  (2 questions)" in capsys.readouterr().out
     assert json.loads((tmp_path / "m.json").read_text())["category"] == {"color": 100.0,
                                                                          "shape": 0.0}
-    assert (tmp_path / "up" / "exp.tsv").exists()
+    assert (tmp_path / "up" / "llava-v1.5-7b.xlsx").exists()
 
     data = {"question_type": {"Scene": 1}, "questions": [
         {"question_id": "1", "question_type_id": 1, "data_type": "image", "answer": "A"}]}

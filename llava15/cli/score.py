@@ -71,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "(+ circular score when the TSV has answers)")
         for flag in ("--annotation-file", "--result-dir", "--upload-dir", "--experiment"):
             p.add_argument(flag, required=True)
+        p.add_argument("--format", choices=("xlsx", "tsv"), default="xlsx",
+                       help="upload file type (official: xlsx)")
     p = add("seed", "convert_seed_for_submission.py")
     for flag in ("--annotation-file", "--result-file", "--result-upload-file"):
         p.add_argument(flag, required=True)
@@ -182,10 +184,9 @@ def _run_mmbench(args: argparse.Namespace) -> dict:
     answers = Path(args.result_dir) / f"{args.experiment}.jsonl"
     data_dir, tsv = Path(args.annotation_file).parent, Path(args.annotation_file).name
     files = {"questions": tsv}
-    upload = mmbench.write_submission(answers, data_dir,
-                                      Path(args.upload_dir) / args.experiment, files, str(data_dir))
-    print(f"wrote {upload}" + ("" if upload.suffix == ".xlsx"
-                                else " (openpyxl is not installed: a .tsv with the xlsx columns)"))
+    upload = mmbench.write_submission(answers, data_dir, Path(args.upload_dir) / args.experiment,
+                                      files, str(data_dir), fmt=args.format)
+    print(f"wrote {upload}")
     result = mmbench.score(answers, data_dir, files, str(data_dir))
     result["upload"] = str(upload)
     if result.get("overall") is not None:

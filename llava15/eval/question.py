@@ -88,10 +88,12 @@ def require_keys(record: dict, keys: tuple[str, ...], where: str) -> None:
 
 
 def output_path(out_path: str | Path, suffix: str) -> Path:
-    """The submission path: `out_path` as given, or with `suffix` added when it has none."""
+    """The submission path: `out_path` as given when its name ends with `suffix`, else with
+    `suffix` appended to the whole name. Experiment names hold dots (`llava-v1.5-13b`), so
+    anything after a dot is part of the name, never an extension to replace or keep."""
     path = Path(out_path)
-    if not path.suffix:
-        path = path.with_suffix(suffix)
+    if not path.name.endswith(suffix):
+        path = path.with_name(path.name + suffix)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

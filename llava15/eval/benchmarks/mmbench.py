@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -31,6 +32,10 @@ NA_STRINGS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-
                         "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
                         "nan", "null"})
 DROPPED = ("hint", "category", "source", "image", "comment", "l2-category")
+# What pandas' C parser reads as integer, float and boolean cells.
+INTEGER = re.compile(r"[+-]?\d+")
+FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity)", re.IGNORECASE)
+BOOLEANS = frozenset({"True", "False", "TRUE", "FALSE", "true", "false"})
 
 
 def is_none(value: str | None) -> bool:
@@ -179,23 +184,59 @@ def submission_table(answers: Answers, rows: list[dict], header: list[str]) -> l
     return table
 
 
+def infer_column(values: list[str]) -> list:
+    """One TSV column as `pandas.read_table` types it, so the upload holds what the official
+    converter's `to_excel` writes: NA strings become empty cells; a column whose other values are
+    all integers is integer (float when a cell is empty), all numbers float, all booleans bool;
+    otherwise every value stays the string it was (an option "3" among texts is the text "3")."""
+    present = [v for v in values if v not in NA_STRINGS]
+    has_na = len(present) < len(values)
+
+    def typed(convert) -> list:
+        return [None if v in NA_STRINGS else convert(v) for v in values]
+
+    if present and all(INTEGER.fullmatch(v) for v in present):
+        return typed(float if has_na else int)
+    if present and all(FLOAT.fullmatch(v) for v in present):
+        return typed(float)
+    if present and all(v in BOOLEANS for v in present):
+        return typed(lambda v: v.lower() == "true")
+    return typed(str)
+
+
+def typed_table(table: list[list[str]]) -> list[list]:
+    """`submission_table` with pandas' column types; `prediction` stays text (the converter
+    assigns strings into a column of None, so nothing is inferred there)."""
+    header, rows = table[0], table[1:]
+    columns = []
+    for i, name in enumerate(header):
+        values = [row[i] for row in rows]
+        columns.append([v if v != "" else None for v in values] if name == "prediction"
+                       else infer_column(values))
+    return [header] + [list(row) for row in zip(*columns)]
+
+
 def write_submission(answers: Answers, data_dir: str | Path, out_path: str | Path,
-                     files: dict = FILES, official_root: str = OFFICIAL_ROOT) -> Path:
-    """The upload table as .xlsx when openpyxl is installed, else as .tsv (same columns)."""
+                     files: dict = FILES, official_root: str = OFFICIAL_ROOT,
+                     fmt: str = "xlsx") -> Path:
+    """The upload file `<out_path>.xlsx` as convert_mmbench_for_submission.py writes it (sheet
+    "Sheet1", pandas' column types), or with `fmt="tsv"` the same table as text."""
+    if fmt not in ("xlsx", "tsv"):
+        raise ValueError(f"MMBench submission format must be 'xlsx' or 'tsv', not {fmt!r}")
     path_in = locate(data_dir, files["questions"], official_root)
     with open(path_in, encoding="utf-8", newline="") as f:
         header = next(csv.reader(f, delimiter="\t"))
     table = submission_table(answers, read_tsv(path_in), header)
-    try:
-        import openpyxl
-    except ImportError:
-        path = output_path(Path(out_path).with_suffix(""), ".tsv")
+    path = output_path(out_path, "." + fmt)
+    if fmt == "tsv":
         with open(path, "w", encoding="utf-8", newline="") as f:
             csv.writer(f, delimiter="\t").writerows(table)
         return path
-    path = output_path(Path(out_path).with_suffix(""), ".xlsx")
+    import openpyxl
+
     book = openpyxl.Workbook()
-    for line in table:
+    book.active.title = "Sheet1"
+    for line in typed_table(table):
         book.active.append(line)
     book.save(path)
     return path
