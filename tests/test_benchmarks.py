@@ -169,6 +169,22 @@ def test_vqav2_submission_and_local_score(tmp_path):
     assert result["perAnswerType"] == {"number": 100.0, "other": 0.0}
 
 
+def test_vqav2_local_score_uses_the_converters_answers(tmp_path):
+    """With unanimous humans vqaEval.py compares raw strings, so the raw model text "Yes." or
+    "Two" would score 0; the official pipeline scores the converter's "yes" and "2"."""
+    ann = {"annotations": [
+        {"question_id": 1, "answer_type": "yes/no", "question_type": "is the",
+         "answers": [{"answer": "yes"}] * 10},
+        {"question_id": 2, "answer_type": "number", "question_type": "how many",
+         "answers": [{"answer": "2"}] * 10},
+        {"question_id": 3, "answer_type": "other", "question_type": "what",
+         "answers": [{"answer": "red"}] * 10}]}
+    (tmp_path / "v2_mscoco_val2014_annotations.json").write_text(json.dumps(ann))
+    result = vqav2.score(answers([(1, "Yes."), (2, "Two"), (3, "Blue")]), tmp_path)
+    assert result["overall"] == pytest.approx(66.67)
+    assert result["perAnswerType"] == {"yes/no": 100.0, "number": 100.0, "other": 0.0}
+
+
 def test_vizwiz_submission(tmp_path):
     jsonl(tmp_path / "llava_test.jsonl", [{"question_id": i, "image": f"VizWiz_test_{i:08d}.jpg",
                                            "text": "q"} for i in (0, 1)])
@@ -317,6 +333,13 @@ def test_mmbench_xlsx_equals_the_official_pandas_upload(tmp_path):
     import openpyxl
     assert openpyxl.load_workbook(ours).sheetnames == ["Sheet1"]
     assert xlsx_cells(ours)[1][0] == ("int", 0)
+
+
+def test_mmbench_xlsx_drops_control_characters_and_says_so(tmp_path, caplog):
+    write_tsv(tmp_path / "mmbench_dev_20230712.tsv", mmbench_rows())
+    path = mmbench.write_submission(answers([(0, "B\x01\x1b"), (1, "A")]), tmp_path, tmp_path / "x")
+    assert xlsx_cells(path)[1][6] == ("str", "B") and xlsx_cells(path)[4][6] == ("str", "A")
+    assert "control characters" in caplog.text and "1 cell(s)" in caplog.text
 
 
 @pytest.mark.parametrize("values, expected", [

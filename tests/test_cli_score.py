@@ -67,6 +67,32 @@ def test_gqa_and_vqav2_converters(tmp_path, capsys):
         {"question_id": 5, "answer": "2"}, {"question_id": 6, "answer": ""}]
 
 
+def test_vqav2_score_command_and_eval_scoring_agree(tmp_path, capsys):
+    """`score vqav2 --annotation-file` scores the upload file it wrote; `eval`'s scorer
+    (`vqav2.score`) must give the same figures on the same answers."""
+    from llava15.eval.benchmarks import vqav2
+
+    vqa = tmp_path / "vqav2"
+    texts = {1: "Yes.", 2: "Two", 3: "The T-Shirt.", 4: "no", 5: "3 dogs"}
+    merge = jsonl(vqa / "answers" / "s" / "ck" / "merge.jsonl",
+                  [{"question_id": q, "prompt": "", "text": t} for q, t in texts.items()])
+    jsonl(vqa / "llava_vqav2_mscoco_test2015.jsonl",
+          [{"question_id": q, "image": f"{q}.jpg", "text": "q"} for q in texts])
+    humans = {1: ["yes"] * 10, 2: ["2"] * 10, 3: ["t-shirt"] * 5 + ["shirt"] * 5,
+              4: ["yes"] * 10, 5: ["3"] * 10}
+    annotations = vqa / "v2_mscoco_val2014_annotations.json"
+    annotations.write_text(json.dumps({"annotations": [
+        {"question_id": q, "answer_type": "other", "question_type": "what",
+         "answers": [{"answer": a} for a in humans[q]]} for q in texts]}))
+    run(["vqav2", "--dir", str(vqa), "--ckpt", "ck", "--split", "s", "--annotation-file",
+         str(annotations), "--json", str(tmp_path / "v.json")])
+    from_command = json.loads((tmp_path / "v.json").read_text())
+    from_eval = vqav2.score(merge, vqa)
+    assert from_command["overall"] == from_eval["overall"] == 60.0
+    assert from_command["perQuestionType"] == from_eval["perQuestionType"]
+    assert "Overall Accuracy is: 60.00" in capsys.readouterr().out
+
+
 def test_llavabench_command_with_stub_judge(tmp_path, capsys):
     jsonl(tmp_path / "q.jsonl", [{"question_id": 0, "image": "a.jpg", "text": "Q", "category": "complex"}])
     jsonl(tmp_path / "c.jsonl", [{"image": "a.jpg", "caption": "cap"}])

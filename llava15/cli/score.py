@@ -6,7 +6,7 @@ prints, and with `--json FILE` writes every metric machine-readable:
   textvqa     llava/eval/eval_textvqa.py        --annotation-file --result-file
   sqa         llava/eval/eval_science_qa.py     --base-dir --result-file --output-file --output-result --split
   gqa         scripts/convert_gqa_for_eval.py   --src --dst  (then GQA eval.py beside --dst)
-  vqav2       scripts/convert_vqav2_for_submission.py  --dir --ckpt --split
+  vqav2       scripts/convert_vqav2_for_submission.py  --dir --ckpt --split [--annotation-file]
   vizwiz      scripts/convert_vizwiz_for_submission.py --annotation-file --result-file --result-upload-file
   mme         convert_answer_to_mme.py + eval_tool/calculation.py  --experiment [--mme-dir]
   mmbench(_cn) scripts/convert_mmbench_for_submission.py --annotation-file --result-dir --upload-dir --experiment
@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", default="./playground/data/eval/vqav2")
     p.add_argument("--ckpt", required=True)
     p.add_argument("--split", required=True)
+    p.add_argument("--annotation-file",
+                   help="val annotations (v2_mscoco_val2014_annotations.json): also score the "
+                        "upload with vqaEval.py's rule")
     p = add("vizwiz", "convert_vizwiz_for_submission.py")
     for flag in ("--annotation-file", "--result-file", "--result-upload-file"):
         p.add_argument(flag, required=True)
@@ -137,6 +140,9 @@ def _run_benchmark(args: argparse.Namespace) -> dict:
         answered = sum(1 for _ in read_jsonl(src))
         print(f"total results: {answered}, total split: {len(test)}, error_line: 0")
         result = {"results": answered, "split": len(test), "upload": str(dst)}
+        if args.annotation_file:
+            result.update(vqav2.score_upload(upload, args.annotation_file))
+            print(f"Overall Accuracy is: {result['overall']:.2f}")
     elif name == "vizwiz":
         questions = read_jsonl(args.annotation_file)
         upload = vizwiz.submission(args.result_file, questions)

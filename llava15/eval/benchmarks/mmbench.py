@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import logging
 import re
 import sys
 from collections import defaultdict
@@ -22,6 +23,8 @@ from llava15.eval.answers import Answers, load_answers
 from llava15.eval.question import (LONG_MAX_NEW_TOKENS, MULTIPLE_CHOICE, MULTIPLE_CHOICE_CN,
                                    Question, locate, output_path)
 from llava15.eval.scoring import mmbench_infer
+
+log = logging.getLogger(__name__)
 
 OFFICIAL_ROOT = "playground/data/eval/mmbench"
 FILES = {"questions": "mmbench_dev_20230712.tsv"}
@@ -233,10 +236,20 @@ def write_submission(answers: Answers, data_dir: str | Path, out_path: str | Pat
             csv.writer(f, delimiter="\t").writerows(table)
         return path
     import openpyxl
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
     book = openpyxl.Workbook()
     book.active.title = "Sheet1"
+    cleaned = 0
     for line in typed_table(table):
+        # Control characters cannot be stored in xlsx (pandas' to_excel raises on them); a
+        # prediction loses them rather than the whole upload failing, and the count is reported.
+        for i, value in enumerate(line):
+            if isinstance(value, str) and ILLEGAL_CHARACTERS_RE.search(value):
+                line[i], cleaned = ILLEGAL_CHARACTERS_RE.sub("", value), cleaned + 1
         book.active.append(line)
     book.save(path)
+    if cleaned:
+        log.warning("%s: removed control characters that xlsx cannot hold from %d cell(s)",
+                    path, cleaned)
     return path

@@ -35,16 +35,15 @@ def load(data_dir: str | Path, split: str = SPLIT) -> list[Question]:
     return read_question_file(path, SHORT_MAX_NEW_TOKENS)
 
 
-def score_annotations(answers: Answers, annotation_file: str | Path) -> dict:
-    """vqaEval.py on the annotated questions that have an answer: overall, per answer type and
-    per question type, each `round(100 * mean, 2)`."""
-    predictions = index_answers(load_answers(answers))
+def score_upload(upload: list[dict], annotation_file: str | Path) -> dict:
+    """vqaEval.py on an upload file's records (`question_id`, `answer`) that have an annotation:
+    overall, per answer type and per question type, each `round(100 * mean, 2)`."""
+    answers = {u["question_id"]: u["answer"] for u in upload}
     per_answer_type, per_question_type, overall = defaultdict(list), defaultdict(list), []
     for ann in read_json(annotation_file)["annotations"]:
-        if ann["question_id"] not in predictions:
+        if ann["question_id"] not in answers:
             continue
-        acc = vqaeval_accuracy(predictions[ann["question_id"]]["text"],
-                               [a["answer"] for a in ann["answers"]])
+        acc = vqaeval_accuracy(answers[ann["question_id"]], [a["answer"] for a in ann["answers"]])
         overall.append(acc)
         per_answer_type[ann["answer_type"]].append(acc)
         per_question_type[ann["question_type"]].append(acc)
@@ -57,6 +56,14 @@ def score_annotations(answers: Answers, annotation_file: str | Path) -> dict:
     return {"overall": pct(overall), "questions": len(overall),
             "perAnswerType": {k: pct(v) for k, v in per_answer_type.items()},
             "perQuestionType": {k: pct(v) for k, v in per_question_type.items()}}
+
+
+def score_annotations(answers: Answers, annotation_file: str | Path) -> dict:
+    """The figure the official pipeline gives: the answered questions go through
+    convert_vqav2_for_submission.py (the EvalAI answer processor turns "Two." into "2"), and
+    vqaEval.py scores that upload, never the raw model text."""
+    answered = [{"question_id": a["question_id"]} for a in load_answers(answers)]
+    return score_upload(submission(answers, answered), annotation_file)
 
 
 def score(answers: Answers, data_dir: str | Path) -> dict:
