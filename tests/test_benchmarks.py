@@ -362,11 +362,14 @@ def test_output_path_keeps_dots_of_experiment_names(tmp_path):
 class FakeJudge:
     """Duck-typed JudgeClient returning queued replies and recording the messages."""
 
-    def __init__(self, replies: list[str]):
-        self.replies, self.calls = list(replies), []
+    model = "fake-judge"
 
-    def chat(self, messages, temperature, max_tokens):
+    def __init__(self, replies: list[str]):
+        self.replies, self.calls, self.runs = list(replies), [], []
+
+    def chat(self, messages, temperature, max_tokens, run=0):
         self.calls.append((messages, temperature, max_tokens))
+        self.runs.append(run)
         return self.replies.pop(0)
 
 
@@ -382,6 +385,35 @@ def test_mmvet_convert_and_aggregate(tmp_path):
     assert result["capability"] == {"rec": 75.0, "ocr": 50.0, "math": 0.0}
     assert result["combination"] == {"rec_ocr": 100.0, "rec": 50.0, "ocr_math": 0.0}
     assert all(call[1:] == (0.0, 3) for call in judge.calls)
+    assert result["std"] == 0.0 and result["runs"] == [50.0] and result["num_run"] == 1
+
+
+def test_mmvet_num_run_reports_each_run_mean_and_spread(tmp_path):
+    """mm-vet_evaluator.py --num_run 3: means over runs, population std of the run totals,
+    the per-sample grade file with one entry per run; each run is asked apart."""
+    meta = {"v1_0": {"question": "q0", "answer": "a", "capability": ["rec", "ocr"]},
+            "v1_1": {"question": "q1", "answer": "b", "capability": ["rec"]}}
+    (tmp_path / "mm-vet.json").write_text(json.dumps(meta))
+    # run 0: 1.0, 0.0 (total 50); run 1: 1.0, 1.0 (100); run 2: 0.4 ok, then "x" five+1 times
+    judge = FakeJudge(["1.0", "0.0", "1.0", "1.0", "0.4 ok"] + ["x"] * 6)
+    grades = tmp_path / "out" / mmvet.grade_file_name("llava-v1.5-7b", judge.model, 3)
+    result = mmvet.score(answers([(0, "a"), (1, "y")]), tmp_path, judge, num_run=3,
+                         grade_path=grades)
+    assert judge.runs == [0, 0, 1, 1, 2] + [2] * 6
+    assert result["runs"] == [50.0, 100.0, 20.0]
+    assert result["total"] == round((50 + 100 + 20) / 3, 1) == 56.7
+    mean = (50 + 100 + 20) / 3
+    assert result["std"] == round((((50 - mean) ** 2 + (100 - mean) ** 2 + (20 - mean) ** 2) / 3)
+                                  ** 0.5, 1) == 33.0
+    assert result["capability"] == {"rec": 56.7, "ocr": 80.0}
+    assert result["capability_std"]["ocr"] == round((2 * 0.2 ** 2 / 3 + 0.4 ** 2 / 3) ** 0.5 * 100, 1)
+    assert result["combination"] == {"rec_ocr": 80.0, "rec": 33.3}
+    assert [r["total"] for r in result["per_run"]] == [50.0, 100.0, 20.0]
+    saved = json.loads(grades.read_text())
+    assert grades.name == "llava-v1.5-7b_fake-judge-grade-3runs.json"
+    assert saved["v1_0"] == {"model": ["fake-judge"] * 3, "content": ["1.0", "1.0", "0.4"],
+                             "score": [1.0, 1.0, 0.4]}
+    assert saved["v1_1"]["score"] == [0.0, 1.0, 0.0] and saved["v1_1"]["content"][2] == "x"
 
 
 def test_llavabench_review_pairs_by_position(tmp_path):

@@ -146,3 +146,23 @@ def test_mme_mmbench_seed_commands(tmp_path, capsys):
          str(tmp_path / "seed_answers.jsonl"), "--result-upload-file", str(tmp_path / "up.jsonl")])
     assert capsys.readouterr().out.splitlines() == ["Scene: 100.00%", "Total accuracy: 100.00%",
                                                     "image accuracy: 100.00%"]
+
+
+def test_mmvet_command_grades_num_run_times(tmp_path, capsys):
+    meta = {"v1_0": {"question": "q0", "answer": "a", "capability": ["rec"]},
+            "v1_1": {"question": "q1", "answer": "b", "capability": ["ocr", "rec"]}}
+    (tmp_path / "mm-vet.json").write_text(json.dumps(meta))
+    src = jsonl(tmp_path / "answers.jsonl", [{"question_id": 0, "text": "a"},
+                                             {"question_id": 1, "text": "c"}])
+    dst = tmp_path / "results" / "llava-v1.5-7b.json"
+    replies = [(200, "1.0"), (200, "0.0"), (200, "1.0"), (200, "0.5")]
+    with StubServer(replies) as stub:
+        run(["mmvet", "--src", str(src), "--dst", str(dst), "--mmvet-path", str(tmp_path),
+             "--num-run", "2", "--judge-base-url", stub.url, "--judge-model", "gpt-4-0613",
+             "--judge-cache", str(tmp_path / "cache"), "--json", str(tmp_path / "m.json")])
+    assert len(stub.requests) == 4  # the second run is asked, not served from the first's cache
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["runs"] == [50.0, 75.0] and result["total"] == 62.5 and result["std"] == 12.5
+    grades = json.loads((dst.parent / "llava-v1.5-7b_gpt-4-0613-grade-2runs.json").read_text())
+    assert grades["v1_1"]["score"] == [0.0, 0.5]
+    assert json.loads(dst.read_text()) == {"v1_0": "a", "v1_1": "c"}

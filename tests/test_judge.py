@@ -89,6 +89,19 @@ def test_gives_up_and_does_not_retry_client_errors(tmp_path):
         assert len(stub.requests) == 1
 
 
+def test_cache_keeps_grading_runs_apart(tmp_path):
+    """The same request in run 1 is asked again (a repeated evaluation), and both runs' replies
+    are cached: rerunning both sends nothing."""
+    with StubServer([(200, "0.3"), (200, "0.9")]) as stub:
+        c = client(stub.url, tmp_path)
+        assert mmvet_grade(c, "Q?", "a", "p", run=0)[0] == 0.3
+        assert mmvet_grade(c, "Q?", "a", "p", run=1)[0] == 0.9
+        assert mmvet_grade(c, "Q?", "a", "p", run=0)[0] == 0.3
+        assert mmvet_grade(c, "Q?", "a", "p", run=1)[0] == 0.9
+    assert len(stub.requests) == 2
+    assert stub.requests[0]["body"] == stub.requests[1]["body"]  # nothing run-specific is sent
+
+
 def test_mmvet_retry_rule(tmp_path):
     # unparsable, out of range, then a valid score: asked 3 times, temperatures 0, 0, 0.5
     with StubServer([(200, "The score"), (200, "1.5"), (200, "0.6 ok")]) as stub:

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-model", default="gpt-4-0613")
     p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the judge's API key")
+    p.add_argument("--mmvet-num-run", type=int, default=1,
+                   help="MM-Vet grading runs (the evaluator's --num_run): mean and spread")
 
 
 def selected(names: str) -> list[str]:
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         barrier(world)
         if rank != 0:
             continue
-        score_benchmark(module, run_, data_dir, out, world, judge)
+        score_benchmark(module, run_, data_dir, out, world, judge, args.mmvet_num_run)
         results[name] = {"scores": run_.scores, "answered": run_.answered, "resumed": run_.resumed,
                          "errors": run_.errors, "seconds": round(run_.seconds, 2)}
         headlines[name] = headline(name, run_.scores)

@@ -11,7 +11,7 @@ prints, and with `--json FILE` writes every metric machine-readable:
   mme         convert_answer_to_mme.py + eval_tool/calculation.py  --experiment [--mme-dir]
   mmbench(_cn) scripts/convert_mmbench_for_submission.py --annotation-file --result-dir --upload-dir --experiment
   seed        scripts/convert_seed_for_submission.py  --annotation-file --result-file --result-upload-file
-  mmvet       scripts/convert_mmvet_for_eval.py --src --dst  (+ GPT grading with --mmvet-path)
+  mmvet       scripts/convert_mmvet_for_eval.py --src --dst  (+ GPT grading with --mmvet-path [--num-run])
   llavabench  llava/eval/eval_gpt_review_bench.py + summarize_gpt_review.py
 """
 
@@ -83,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--src", required=True)
     p.add_argument("--dst", required=True)
     p.add_argument("--mmvet-path", help="folder with MM-Vet's mm-vet.json; grades when given")
+    p.add_argument("--num-run", type=int, default=1,
+                   help="grading runs (mm-vet_evaluator.py --num_run; 5 in the MM-Vet paper): "
+                        "reports each run, the mean and the spread")
     _judge_arguments(p)
     p = add("llavabench", "eval_gpt_review_bench.py + summarize_gpt_review.py")
     p.add_argument("-q", "--question", required=True)
@@ -170,7 +173,13 @@ def _run_benchmark(args: argparse.Namespace) -> dict:
         Path(args.dst).write_text(json.dumps(mmvet.convert(args.src), indent=2))
         result = {"results": args.dst}
         if args.mmvet_path:
-            result = mmvet.score(args.src, args.mmvet_path, _judge(args))
+            from tqdm import tqdm
+
+            judge = _judge(args)
+            grades = Path(args.dst).parent / mmvet.grade_file_name(
+                Path(args.dst).stem, judge.model, args.num_run)
+            result = mmvet.score(args.src, args.mmvet_path, judge, args.num_run, grades,
+                                 progress=lambda total: tqdm(total=total, desc="MM-Vet grading"))
             print(json.dumps(result, indent=2))
     elif name == "llavabench":
         reviews = llavabench.review(_judge(args), args.question, args.context,

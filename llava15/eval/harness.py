@@ -195,9 +195,10 @@ JUDGED = ("llavabench", "mmvet")  # scored by a GPT judge (llava15.eval.judge.Ju
 
 
 def score_benchmark(module, run: BenchmarkRun, data_dir: str | Path, out_dir: str | Path,
-                    world: int = 1, judge=None) -> BenchmarkRun:
+                    world: int = 1, judge=None, mmvet_num_run: int = 1) -> BenchmarkRun:
     """Rank 0, after every rank answered: merge, score, write the submission file if any.
-    Judged benchmarks get `judge` (None: answered but not judged, and the scores say so)."""
+    Judged benchmarks get `judge` (None: answered but not judged, and the scores say so);
+    MM-Vet is graded `mmvet_num_run` times, its per-sample grades saved beside the answers."""
     bench_out = Path(out_dir) / run.name
     if world > 1:
         answers = merge_shards(bench_out, world)
@@ -206,6 +207,8 @@ def score_benchmark(module, run: BenchmarkRun, data_dir: str | Path, out_dir: st
     else:
         answers = bench_out / "answers.jsonl"
     extra = {"client": judge} if run.name in JUDGED else {}
+    if run.name == "mmvet" and judge is not None:
+        extra.update(num_run=mmvet_num_run, grade_path=bench_out / f"grades-{mmvet_num_run}runs.json")
     run.scores = module.score(answers, Path(data_dir), **extra)
     write_submission = getattr(module, "write_submission", None)
     if write_submission is not None:

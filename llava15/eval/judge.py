@@ -44,18 +44,23 @@ class JudgeClient:
         self.sleep = sleep
         self.requests_sent = 0
 
-    def _cache_path(self, payload: dict) -> Path | None:
+    def _cache_path(self, payload: dict, run: int) -> Path | None:
         if self.cache_dir is None:
             return None
-        key = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False)
+        # Repeated grading runs send identical requests; the run index keeps their replies
+        # apart (run 0 keeps the plain request key, so existing caches stay valid).
+        keyed = payload if run == 0 else {**payload, "run": run}
+        key = hashlib.sha256(json.dumps(keyed, sort_keys=True, ensure_ascii=False)
                              .encode("utf-8")).hexdigest()
         return self.cache_dir / f"{key}.json"
 
-    def chat(self, messages: list[dict], temperature: float, max_tokens: int) -> str:
-        """The first choice's message content for these messages (cached)."""
+    def chat(self, messages: list[dict], temperature: float, max_tokens: int,
+             run: int = 0) -> str:
+        """The first choice's message content for these messages (cached per grading `run`:
+        the same request in another run is asked again, as a repeated evaluation must)."""
         payload = {"model": self.model, "messages": messages, "temperature": temperature,
                    "max_tokens": max_tokens}
-        cache = self._cache_path(payload)
+        cache = self._cache_path(payload, run)
         if cache is not None and cache.exists():
             return json.loads(cache.read_text(encoding="utf-8"))["content"]
         content = self._post(payload)
@@ -195,14 +200,15 @@ def parse_mmvet_score(content: str) -> float | None:
     return None if score > 1.0 or score < 0.0 else score
 
 
-def mmvet_grade(client: JudgeClient, question: str, answer: str, prediction: str
-                ) -> tuple[float, str]:
-    """(score, last reply): ask at temperature 0; while the reply does not parse, re-ask with
-    the suffix at the current temperature and raise it by 0.5; after 5 re-asks give 0.0."""
+def mmvet_grade(client: JudgeClient, question: str, answer: str, prediction: str,
+                run: int = 0) -> tuple[float, str]:
+    """(score, last reply) of grading run `run`: ask at temperature 0; while the reply does not
+    parse, re-ask with the suffix at the current temperature and raise it by 0.5; after 5
+    re-asks give 0.0."""
     temperature = 0.0
     content = client.chat([{"role": "user", "content": mmvet_question(question, answer,
                                                                       prediction)}],
-                          temperature=temperature, max_tokens=3)
+                          temperature=temperature, max_tokens=3, run=run)
     tries = 1
     while True:
         score = parse_mmvet_score(content)
@@ -210,7 +216,7 @@ def mmvet_grade(client: JudgeClient, question: str, answer: str, prediction: str
             return score, content
         retry = mmvet_question(question, answer, prediction, retry=True)
         content = client.chat([{"role": "user", "content": retry}], temperature=temperature,
-                              max_tokens=3)
+                              max_tokens=3, run=run)
         tries += 1
         temperature += 0.5
         if tries > 5:

@@ -4,7 +4,8 @@ Official pipeline: `model_vqa.py` on `llava-mm-vet.jsonl` (images `images/`, fre
 max 1024 new tokens), then `scripts/convert_mmvet_for_eval.py --src answers.jsonl --dst
 results.json` (`{"v1_<qid>": text}`, `write_submission`) and MM-Vet's `mm-vet_evaluator.py`
 (GPT-4 grader) with the MM-Vet release's `mm-vet.json`. Scores: mean x 100 per capability, per
-capability combination and in total (one grading run).
+capability combination and in total; with `num_run` > 1 (the evaluator's `--num_run`, 5 in the
+MM-Vet paper) the mean over runs and the spread of the run totals.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from llava15.eval.answers import Answers, load_answers
-from llava15.eval.judge import JudgeClient, mmvet_grade
+from llava15.eval.judge import JudgeClient, mmvet_grade, parse_mmvet_score
 from llava15.eval.question import (LONG_MAX_NEW_TOKENS, Question, locate, output_path, read_json,
                                    read_question_file)
 
@@ -44,18 +45,22 @@ def write_submission(answers: Answers, data_dir: str | Path, out_path: str | Pat
     return path
 
 
-def aggregate(scores: dict[str, float], metadata: dict) -> dict:
-    """Per capability, per capability combination (names joined by '_', most frequent
-    capability first) and total, each mean x 100 rounded to 1 decimal (one grading run)."""
+def capability_order(metadata: dict) -> list[str]:
+    """Capabilities by frequency, as the evaluator's columns; ties (and names inside a
+    combination, which it joins in set order) by first appearance, so names are reproducible."""
     counter: Counter = Counter()
     first_seen: dict[str, int] = {}
     for value in metadata.values():
         counter.update(set(value["capability"]))
         for cap in value["capability"]:
             first_seen.setdefault(cap, len(first_seen))
-    # the evaluator orders by frequency; ties (and names inside a combination, which it joins
-    # in set order) are ordered here by first appearance, so names are reproducible
-    order = sorted(counter, key=lambda c: (-counter[c], first_seen[c]))
+    return sorted(counter, key=lambda c: (-counter[c], first_seen[c]))
+
+
+def percentages(scores: dict[str, float], metadata: dict) -> dict:
+    """One run's unrounded mean x 100: `total`, per `capability` and per `combination`
+    (names joined by '_', most frequent capability first); None where nothing was graded."""
+    order = capability_order(metadata)
     caps: dict = {name: [] for name in order}
     combos: dict = {}
     for key, value in metadata.items():
@@ -67,22 +72,99 @@ def aggregate(scores: dict[str, float], metadata: dict) -> dict:
         combos.setdefault(combo, []).append(scores[key])
 
     def pct(values: list) -> float | None:
-        return round(sum(values) / len(values) * 100, 1) if values else None
+        return sum(values) / len(values) * 100 if values else None
 
     return {"total": pct(list(scores.values())), "capability": {k: pct(v) for k, v in caps.items()},
             "combination": {k: pct(v) for k, v in combos.items()}, "graded": len(scores)}
 
 
-def grade(client: JudgeClient, results: dict[str, str], metadata: dict) -> dict[str, float]:
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def aggregate(scores: dict[str, float], metadata: dict) -> dict:
+    """One grading run: `percentages` rounded to 1 decimal."""
+    run = percentages(scores, metadata)
+    return {"total": _round(run["total"]),
+            "capability": {k: _round(v) for k, v in run["capability"].items()},
+            "combination": {k: _round(v) for k, v in run["combination"].items()},
+            "graded": run["graded"]}
+
+
+def aggregate_runs(grades: dict[str, dict], metadata: dict) -> dict:
+    """mm-vet_evaluator.py over `--num_run` runs: each figure is the mean over runs rounded to
+    1 decimal; `std` is the population standard deviation of the run totals and `runs` the
+    rounded totals (the evaluator's two extra columns); `capability_std`/`combination_std` give
+    the same spread per column, and `per_run` each run's own rounded figures."""
+    num_run = min(len(g["score"]) for g in grades.values())
+    runs = [percentages({k: g["score"][i] for k, g in grades.items()}, metadata)
+            for i in range(num_run)]
+
+    def mean_std(values: list) -> tuple[float | None, float | None]:
+        if any(v is None for v in values):
+            return None, None
+        mean = sum(values) / len(values)
+        return mean, (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+
+    result: dict = {"num_run": num_run, "graded": runs[0]["graded"]}
+    total, std = mean_std([r["total"] for r in runs])
+    result.update(total=_round(total), std=_round(std),
+                  runs=[_round(r["total"]) for r in runs])
+    for part in ("capability", "combination"):
+        stats = {k: mean_std([r[part][k] for r in runs]) for k in runs[0][part]}
+        result[part] = {k: _round(m) for k, (m, _) in stats.items()}
+        result[f"{part}_std"] = {k: _round(sd) for k, (_, sd) in stats.items()}
+    result["per_run"] = [{"total": _round(r["total"]),
+                          "capability": {k: _round(v) for k, v in r["capability"].items()},
+                          "combination": {k: _round(v) for k, v in r["combination"].items()}}
+                         for r in runs]
+    return result
+
+
+def grade(client: JudgeClient, results: dict[str, str], metadata: dict, num_run: int = 1,
+          progress=None) -> dict[str, dict]:
+    """Per-sample grades as the evaluator's grade file holds them: `{id: {"model": [...],
+    "content": [...], "score": [...]}}`, one entry per run. Every question needs a prediction."""
+    if num_run < 1:
+        raise ValueError(f"MM-Vet: --num-run must be at least 1, not {num_run}")
     missing = [k for k in metadata if k not in results]
     if missing:
         raise KeyError(f"MM-Vet: no prediction for {len(missing)} question(s), e.g. {missing[:5]}")
-    return {key: mmvet_grade(client, value["question"], value["answer"], results[key])[0]
-            for key, value in metadata.items()}
+    grades = {key: {"model": [], "content": [], "score": []} for key in metadata}
+    bar = progress(total=num_run * len(metadata)) if progress else None
+    for run in range(num_run):
+        for key, value in metadata.items():
+            score, content = mmvet_grade(client, value["question"], value["answer"], results[key],
+                                         run=run)
+            grades[key]["model"].append(client.model)
+            # the evaluator keeps the parsed token of a valid reply, the raw last reply else
+            grades[key]["content"].append(content.split(" ")[0].strip()
+                                          if parse_mmvet_score(content) is not None else content)
+            grades[key]["score"].append(score)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return grades
 
 
-def score(answers: Answers, data_dir: str | Path, client: JudgeClient | None = None) -> dict:
+def grade_file_name(model: str, judge_model: str, num_run: int) -> str:
+    """The evaluator's per-sample grade file name."""
+    return f"{model}_{judge_model}-grade-{num_run}runs.json"
+
+
+def score(answers: Answers, data_dir: str | Path, client: JudgeClient | None = None,
+          num_run: int = 1, grade_path: str | Path | None = None, progress=None) -> dict:
+    """Graded figures over `num_run` runs (see `aggregate_runs`); the per-sample grades go to
+    `grade_path` when given. Without a judge: only the answer count."""
     if client is None:
         return {"judge": "not configured", "answers": len(load_answers(answers))}
     metadata = read_json(locate(data_dir, FILES["metadata"], OFFICIAL_ROOT))
-    return aggregate(grade(client, convert(answers), metadata), metadata)
+    grades = grade(client, convert(answers), metadata, num_run, progress)
+    if grade_path is not None:
+        Path(grade_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(grade_path).write_text(json.dumps(grades, indent=4, ensure_ascii=False))
+    result = aggregate_runs(grades, metadata)
+    if grade_path is not None:
+        result["grades"] = str(grade_path)
+    return result
