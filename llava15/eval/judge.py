@@ -14,13 +14,32 @@ The prompts and parsing rules are the official ones:
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import os
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+
+def add_judge_arguments(p: argparse.ArgumentParser) -> None:
+    """The judge flags of the `score` commands that grade with a GPT judge."""
+    p.add_argument("--judge-base-url", help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1")
+    p.add_argument("--judge-model", help="judge model name (official: gpt-4-0314 / gpt-4-0613)")
+    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (default OPENAI_API_KEY)")
+    p.add_argument("--judge-cache", default=".judge_cache", help="reply cache folder")
+
+
+def judge_from_arguments(args: argparse.Namespace) -> "JudgeClient":
+    """The client the judge flags describe; a missing endpoint or model is a usage error."""
+    if not (args.judge_base_url and args.judge_model):
+        raise SystemExit("error: grading needs --judge-base-url and --judge-model")
+    return JudgeClient(args.judge_base_url, args.judge_model,
+                       api_key=os.environ.get(args.judge_api_key_env), cache_dir=args.judge_cache)
 
 
 class JudgeError(RuntimeError):

@@ -10,6 +10,7 @@ file, which testdev lacks, so they are 0 as officially printed.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -120,3 +121,23 @@ def report(result: dict) -> str:
         lines += [f"  {t}: {v['accuracy']:.2f}% ({v['count']} questions)"
                   for t, v in result[name].items()]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- `llava15 score gqa`
+SCORE_SCRIPT = "scripts/convert_gqa_for_eval.py, then GQA eval.py in the folder of --dst"
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--src", required=True)
+    p.add_argument("--dst", required=True)
+    p.add_argument("--tier", default="testdev_balanced")
+
+
+def score_command(args: argparse.Namespace) -> dict:
+    write_predictions(args.src, args.dst)
+    questions = Path(args.dst).parent / f"{args.tier}_questions.json"
+    if not questions.exists():
+        return {"predictions": args.dst}
+    result = evaluate(json.loads(Path(args.dst).read_text()), read_json(questions))
+    print(report(result))
+    return result

@@ -9,12 +9,14 @@ files are paired BY POSITION. The score is the model's mean judge score relative
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 from llava15.eval.answers import Answers, load_answers
-from llava15.eval.judge import (JudgeClient, llavabench_content, llavabench_review,
-                                parse_review_score, summarize_reviews)
+from llava15.eval.judge import (JudgeClient, add_judge_arguments, judge_from_arguments,
+                                llavabench_content, llavabench_review, parse_review_score,
+                                summarize_reviews)
 from llava15.eval.question import (LONG_MAX_NEW_TOKENS, Question, locate, read_jsonl,
                                    read_question_file)
 
@@ -71,3 +73,26 @@ def report(summary: dict) -> str:
     """summarize_gpt_review.py's lines: name, relative score, reference x10, model x10."""
     return "\n".join(f"{name} {s['relative']} {s['reference']} {s['model']}"
                      for name, s in summary.items()) + "\n================================="
+
+
+# ---------------------------------------------------------------- `llava15 score llavabench`
+SCORE_SCRIPT = "llava/eval/eval_gpt_review_bench.py + summarize_gpt_review.py"
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--question", required=True)
+    p.add_argument("-c", "--context", required=True)
+    p.add_argument("-a", "--answer-list", nargs=2, required=True,
+                   metavar=("GPT4_ANSWERS", "ANSWERS"))
+    p.add_argument("-r", "--rule", help="ignored: the official llava_bench rules are built in")
+    p.add_argument("-o", "--output", required=True)
+    add_judge_arguments(p)
+
+
+def score_command(args: argparse.Namespace) -> dict:
+    reviews = review(judge_from_arguments(args), args.question, args.context,
+                     args.answer_list[0], args.answer_list[1], args.output)
+    result = {"summary": summarize_reviews(reviews)}
+    print(Path(args.output).stem)
+    print(report(result["summary"]))
+    return result

@@ -11,6 +11,7 @@ OpenCompass server scores a question correct only if every circular copy is answ
 
 from __future__ import annotations
 
+import argparse
 import base64
 import csv
 import logging
@@ -253,3 +254,30 @@ def write_submission(answers: Answers, data_dir: str | Path, out_path: str | Pat
         log.warning("%s: removed control characters that xlsx cannot hold from %d cell(s)",
                     path, cleaned)
     return path
+
+
+# ---------------------------------------------------------------- `llava15 score mmbench`
+SCORE_SCRIPT = "scripts/convert_mmbench_for_submission.py (+ circular score when the TSV has answers)"
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    for flag in ("--annotation-file", "--result-dir", "--upload-dir", "--experiment"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--format", choices=("xlsx", "tsv"), default="xlsx",
+                   help="upload file type (official: xlsx)")
+
+
+def score_command(args: argparse.Namespace) -> dict:
+    answers = Path(args.result_dir) / f"{args.experiment}.jsonl"
+    data_dir = Path(args.annotation_file).parent
+    files = {"questions": Path(args.annotation_file).name}
+    upload = write_submission(answers, data_dir, Path(args.upload_dir) / args.experiment, files,
+                              str(data_dir), fmt=args.format)
+    print(f"wrote {upload}")
+    result = score(answers, data_dir, files, str(data_dir))
+    result["upload"] = str(upload)
+    if result.get("overall") is not None:
+        print(f"Overall (circular): {result['overall']:.2f}%  ({result['questions']} questions)")
+        for category, acc in result["category"].items():
+            print(f"  {category}: {acc:.2f}%")
+    return result

@@ -23,3 +23,9 @@ def score(answers: Answers, data_dir: str | Path) -> dict:
 
 def write_submission(answers: Answers, data_dir: str | Path, out_path: str | Path) -> Path:
     return mmbench.write_submission(answers, data_dir, out_path, FILES, OFFICIAL_ROOT)
+
+
+# ---------------------------------------------------------------- `llava15 score mmbench_cn`
+SCORE_SCRIPT = mmbench.SCORE_SCRIPT
+add_score_arguments = mmbench.add_score_arguments
+score_command = mmbench.score_command  # the TSV named by --annotation-file decides the language

@@ -10,6 +10,7 @@ memory and score them the same way, so odd predictions (tabs, newlines) behave a
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -119,3 +120,22 @@ def report(result: dict) -> str:
                 for name in names if name in result["categories"]]
         out += ["", ""]
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------- `llava15 score mme`
+SCORE_SCRIPT = "convert_answer_to_mme.py + eval_tool/calculation.py"
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--mme-dir", default=".", help="the MME folder (official: cd there first)")
+
+
+def score_command(args: argparse.Namespace) -> dict:
+    root = Path(args.mme_dir)
+    answers = root / "answers" / f"{args.experiment}.jsonl"
+    out = write_category_files(answers, root, root / "eval_tool" / "answers" / args.experiment)
+    result = score(answers, root)
+    result["category_files"] = str(out)
+    print(report(result))
+    return result

@@ -10,12 +10,14 @@ MM-Vet paper) the mean over runs and the spread of the run totals.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import Counter
 from pathlib import Path
 
 from llava15.eval.answers import Answers, load_answers
-from llava15.eval.judge import JudgeClient, mmvet_grade, parse_mmvet_score
+from llava15.eval.judge import (JudgeClient, add_judge_arguments, judge_from_arguments,
+                                mmvet_grade, parse_mmvet_score)
 from llava15.eval.question import (LONG_MAX_NEW_TOKENS, Question, locate, output_path, read_json,
                                    read_question_file)
 
@@ -167,4 +169,33 @@ def score(answers: Answers, data_dir: str | Path, client: JudgeClient | None = N
     result = aggregate_runs(grades, metadata)
     if grade_path is not None:
         result["grades"] = str(grade_path)
+    return result
+
+
+# ---------------------------------------------------------------- `llava15 score mmvet`
+SCORE_SCRIPT = "scripts/convert_mmvet_for_eval.py (+ MM-Vet GPT grading with --mmvet-path)"
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--src", required=True)
+    p.add_argument("--dst", required=True)
+    p.add_argument("--mmvet-path", help="folder with MM-Vet's mm-vet.json; grades when given")
+    p.add_argument("--num-run", type=int, default=1,
+                   help="grading runs (mm-vet_evaluator.py --num_run; 5 in the MM-Vet paper): "
+                        "reports each run, the mean and the spread")
+    add_judge_arguments(p)
+
+
+def score_command(args: argparse.Namespace) -> dict:
+    Path(args.dst).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.dst).write_text(json.dumps(convert(args.src), indent=2))
+    if not args.mmvet_path:
+        return {"results": args.dst}
+    from tqdm import tqdm
+
+    judge = judge_from_arguments(args)
+    grades = Path(args.dst).parent / grade_file_name(Path(args.dst).stem, judge.model, args.num_run)
+    result = score(args.src, args.mmvet_path, judge, args.num_run, grades,
+                   progress=lambda total: tqdm(total=total, desc="MM-Vet grading"))
+    print(json.dumps(result, indent=2))
     return result

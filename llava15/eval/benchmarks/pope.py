@@ -8,6 +8,7 @@ paired BY POSITION with the labels of `coco/coco_pope_<split>.json` (file order 
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from llava15.eval.answers import Answers, check_answers, load_answers
@@ -88,3 +89,18 @@ def report(result: dict) -> str:
         lines.append(", ".join("nan" if v is None else f"{v:.3f}" for v in values))
         lines.append("====================================")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- `llava15 score pope`
+SCORE_SCRIPT = "llava/eval/eval_pope.py"
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    for flag in ("--annotation-dir", "--question-file", "--result-file"):
+        p.add_argument(flag, required=True)
+
+
+def score_command(args: argparse.Namespace) -> dict:
+    result = score_files(args.result_file, args.question_file, args.annotation_dir)
+    print(report(result))
+    return result

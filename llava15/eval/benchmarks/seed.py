@@ -10,6 +10,7 @@ Question ids are matched as int when they parse as one.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -95,3 +96,19 @@ def report(result: dict) -> str:
         if result[kind] is not None:
             lines.append(f"{kind} accuracy: {result[kind]:.2f}%")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- `llava15 score seed`
+SCORE_SCRIPT = "scripts/convert_seed_for_submission.py"
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    for flag in ("--annotation-file", "--result-file", "--result-upload-file"):
+        p.add_argument(flag, required=True)
+
+
+def score_command(args: argparse.Namespace) -> dict:
+    result = score_files(args.result_file, args.annotation_file)
+    print(report(result))
+    write_upload(args.result_file, args.annotation_file, args.result_upload_file)
+    return result

@@ -9,6 +9,7 @@ whose prompt contains `<image>`: the harness must write `question.extra["prompt"
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -88,3 +89,23 @@ def report(result: dict) -> str:
     img = "nan" if result["img_acc"] is None else f"{result['img_acc']:.2f}"
     return (f"Total: {result['total']}, Correct: {result['correct']}, "
             f"Accuracy: {result['acc']:.2f}%, IMG-Accuracy: {img}%")
+
+
+# ---------------------------------------------------------------- `llava15 score sqa`
+SCORE_SCRIPT = "llava/eval/eval_science_qa.py"
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-dir", required=True)
+    p.add_argument("--result-file", required=True)
+    p.add_argument("--output-file")
+    p.add_argument("--output-result")
+    p.add_argument("--split", default="test")
+
+
+def score_command(args: argparse.Namespace) -> dict:
+    result = score_files(args.result_file, args.base_dir, args.split)
+    print(report(result))
+    if args.output_file and args.output_result:
+        write_outputs(result, args.output_file, args.output_result)
+    return {k: v for k, v in result.items() if k not in ("outputs", "texts")}

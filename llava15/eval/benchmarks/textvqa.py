@@ -9,6 +9,7 @@ id) and scored with the m4c evaluator (normalised 10-annotator VQA accuracy).
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -73,3 +74,18 @@ def score(answers: Answers, data_dir: str | Path) -> dict:
 def report(result: dict, experiment: str = "") -> str:
     """What eval_textvqa.py prints (the experiment name is the result file's stem)."""
     return f"{experiment}\nSamples: {result['samples']}\nAccuracy: {result['accuracy']:.2f}%\n"
+
+
+# ---------------------------------------------------------------- `llava15 score textvqa`
+SCORE_SCRIPT = "llava/eval/eval_textvqa.py"
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--annotation-file", required=True)
+    p.add_argument("--result-file", required=True)
+
+
+def score_command(args: argparse.Namespace) -> dict:
+    result = score_files(args.result_file, args.annotation_file)
+    print(report(result, Path(args.result_file).stem))
+    return result

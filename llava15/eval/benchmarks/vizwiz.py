@@ -10,6 +10,7 @@ special case exists for 'unanswerable' (it is an ordinary normalised answer).
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -53,3 +54,22 @@ def write_submission(answers: Answers, data_dir: str | Path, out_path: str | Pat
     path = output_path(out_path, ".json")
     path.write_text(json.dumps(submission(answers, questions)))
     return path
+
+
+# ---------------------------------------------------------------- `llava15 score vizwiz`
+SCORE_SCRIPT = "scripts/convert_vizwiz_for_submission.py"
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    for flag in ("--annotation-file", "--result-file", "--result-upload-file"):
+        p.add_argument(flag, required=True)
+
+
+def score_command(args: argparse.Namespace) -> dict:
+    questions = read_jsonl(args.annotation_file)
+    upload = submission(args.result_file, questions)
+    Path(args.result_upload_file).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.result_upload_file).write_text(json.dumps(upload))
+    answered = len(read_jsonl(args.result_file))
+    print(f"total results: {answered}, total split: {len(questions)}, error_line: 0")
+    return {"results": answered, "split": len(questions), "upload": args.result_upload_file}

@@ -9,6 +9,7 @@ when the official val annotations are in the folder, `score` applies vqaEval.py'
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -91,3 +92,32 @@ def write_submission(answers: Answers, data_dir: str | Path, out_path: str | Pat
     path = output_path(out_path, ".json")
     path.write_text(json.dumps(submission(answers, test)))
     return path
+
+
+# ---------------------------------------------------------------- `llava15 score vqav2`
+SCORE_SCRIPT = "scripts/convert_vqav2_for_submission.py"
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", default="./playground/data/eval/vqav2")
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--annotation-file",
+                   help="val annotations (v2_mscoco_val2014_annotations.json): also score the "
+                        "upload with vqaEval.py's rule")
+
+
+def score_command(args: argparse.Namespace) -> dict:
+    src = Path(args.dir) / "answers" / args.split / args.ckpt / "merge.jsonl"
+    test = read_jsonl(Path(args.dir) / FILES["test_all"])
+    upload = submission(src, test)
+    dst = Path(args.dir) / "answers_upload" / args.split / f"{args.ckpt}.json"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(upload))
+    answered = len(read_jsonl(src))
+    print(f"total results: {answered}, total split: {len(test)}, error_line: 0")
+    result = {"results": answered, "split": len(test), "upload": str(dst)}
+    if args.annotation_file:
+        result.update(score_upload(upload, args.annotation_file))
+        print(f"Overall Accuracy is: {result['overall']:.2f}")
+    return result
