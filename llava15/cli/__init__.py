@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from llava15.cli.threads import configure_threads
+
 # subcommand -> (module, one-line help). An explicit table: nothing is discovered at run time.
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("llava15.cli.predict", "answer a question file (drop-in for model_vqa_loader)"),
@@ -20,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("llava15.cli.eval", "run benchmarks end to end: answers, official scores, report"),
     "score": ("llava15.cli.score", "score answers / write submissions as the official scripts do"),
     "train": ("llava15.cli.train", "train one stage of the recipe (pretrain | finetune)"),
+    "check-data": ("llava15.cli.check_data", "dry run over training data: mismatches, missing images, lengths"),
     "serve": ("llava15.cli.serve", "OpenAI-compatible server with batching and a chat page"),
     "demo": ("llava15.cli.demo", "the whole recipe in the offline world on a CPU, with a report"),
     "synth": ("llava15.cli.synth", "write the offline world's synthetic training data and benchmarks"),
@@ -39,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_threads(getattr(args, "threads", None))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return int(args._module.run(args) or 0)
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llava15.train.config import TrainConfig
 
 ALIASES = {"vision_tower": ["--vision-tower"], "pretrain_mm_mlp_adapter": ["--pretrain-mm-mlp-adapter"],
            "data.image_folder": ["--image-folder"], "data.path": ["--data-path"],
@@ -38,20 +42,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
+def config_from(args: argparse.Namespace, own: tuple[str, ...] = ()) -> TrainConfig:
+    """The run config of a command line: `--config` first, then every flag but `own` (a calling
+    command's flags that are not config keys, as `check-data` adds)."""
+    from llava15.train.config import TrainConfig, load_json
+    from llava15.train.overrides import apply_overrides
+
+    skip = {"command", "_module", "config_file", "threads", *own}
+    overrides = {k: v for k, v in vars(args).items() if k not in skip}
+    config = load_json(args.config_file) if args.config_file else TrainConfig()
+    return apply_overrides(config, overrides)
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
 
     import torch
 
-    from llava15.train.config import TrainConfig, load_json
     from llava15.train.distributed import init_runtime, shutdown
     from llava15.train.loop import train
-    from llava15.train.overrides import apply_overrides
 
-    overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("command", "_module", "config_file", "threads")}
-    config = load_json(args.config_file) if args.config_file else TrainConfig()
-    config = apply_overrides(config, overrides)
+    config = config_from(args)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if rank != 0:
         logging.getLogger().setLevel(logging.WARNING)

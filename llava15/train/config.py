@@ -67,6 +67,9 @@ class DataConfig:
     num_workers: int = 2  # DataLoader worker processes that load images lazily
     cache_text: bool = False  # keep each record's tokens after the first epoch (num_workers=0)
     sampler_variant: str = "head"  # "head" | "v1.1" (where the mixed last megabatch goes)
+    # Summarize the data before the first step (`llava15 check-data`): on the 665K mixture this
+    # decodes every image once, so a resumed or repeated run may turn it off.
+    check: bool = True
 
 
 @dataclass(frozen=True)

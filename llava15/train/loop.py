@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from llava15.data.check import check_dataset
 from llava15.data.dataset import Batch, LazySupervisedDataset, collate, load_records
 from llava15.data.packing import collate_packed
 from llava15.data.sampler import epoch_order, micro_batches_for_step, steps_per_epoch, subsample_indices
@@ -245,6 +246,13 @@ def train(config: TrainConfig, runtime: Runtime) -> Trained:
         log.info("%d samples, %d steps (%d per epoch), micro-batch %d x accumulation %d x %d processes = %d",
                  len(run.dataset), run.total_steps, run.steps_per_epoch, config.resolved_micro_batch_size,
                  run.accumulation, runtime.world_size, config.stage.global_batch_size)
+    # Every process checks the data (as `llava15 check-data` does), so that none waits in a
+    # collective for as long as the main one would take alone.
+    if config.data.check:
+        check = check_dataset(run.dataset, num_workers=config.data.num_workers,
+                              progress=None if runtime.is_main else False)
+        if runtime.is_main:
+            log.info("data check of %s\n%s", config.data.path, check.format(compact=True))
     progress = Progress(run.run_dir, run.total_steps, state.step, runtime.is_main)
     while state.step < run.total_steps:
         last = time.perf_counter()
