@@ -13,7 +13,8 @@ def load(path: str, **kwargs):
 
     Keywords as `llava15.infer.engine.load_engine`: `model_base`, `vision_tower`, `conv_mode`,
     `device` ("cpu", "cuda", "cuda:N", "auto"), `dtype` ("float32", "float16", "bfloat16"),
-    `load_8bit`, `load_4bit`."""
+    `load_8bit`, `load_4bit`, and `mmproj` for a GGUF language model (llama.cpp / ollama files;
+    `path` may also be a folder holding the pair)."""
     from llava15.infer.engine import load_engine
 
     return load_engine(path, **kwargs)

@@ -30,6 +30,7 @@ import torch
 
 from llava15.checkpoint.configs import ConfigInfo, read_llava_config
 from llava15.checkpoint.files import WeightFile, checkpoint_files, open_weight_file
+from llava15.checkpoint.gguf_pair import is_gguf
 from llava15.checkpoint.layouts import (CLIP, OFFICIAL, OFFICIAL_FLAT, Rules, hf_layout_of,
                                         HF_NEW, rename)
 from llava15.checkpoint.llava_next import LLAVA_NEXT, llava_next_image_processor
@@ -71,7 +72,8 @@ Group = tuple[list[WeightFile], Callable[[str], str | None]]
 
 def load_llava(directory: str | Path, *, vision_tower: str | Path | None = None,
                model_base: str | Path | None = None, dtype: torch.dtype = torch.float32,
-               placement: PlacementRequest | None = None) -> LoadedCheckpoint:
+               placement: PlacementRequest | None = None,
+               mmproj: str | Path | None = None) -> LoadedCheckpoint:
     """Load a checkpoint directory in any supported layout (module docstring).
 
     Without `placement` every weight is `dtype` on the CPU (what conversion and training want);
@@ -79,9 +81,12 @@ def load_llava(directory: str | Path, *, vision_tower: str | Path | None = None,
     size before any tensor is read (`llava15.checkpoint.placement`), and refused there with a
     one-line reason when they cannot run. `vision_tower` overrides the CLIP directory of official
     configs; `model_base` is the base LLM directory of projector-only and LoRA checkpoints.
-    Errors name the file and key.
+    A GGUF language model (or a folder of GGUF files) loads with its `mmproj` file, given or
+    found beside it (`llava15.checkpoint.gguf_pair`). Errors name the file and key.
     """
     directory = Path(directory)
+    if is_gguf(directory) or mmproj is not None:
+        return _load_gguf(directory, mmproj, dtype, placement)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: not a local checkpoint directory (nothing is downloaded: "
                                 "pass the path of a local copy)")
@@ -118,6 +123,28 @@ def load_llava(directory: str | Path, *, vision_tower: str | Path | None = None,
         image_processor, notes = _image_processor(processor_dir, config)
     return LoadedCheckpoint(model.eval(), config, tokenizer_dir, image_processor, layout,
                             info.notes + notes, chosen)
+
+
+def _load_gguf(path: Path, mmproj: str | Path | None, dtype: torch.dtype,
+               placement: PlacementRequest | None) -> LoadedCheckpoint:
+    from llava15.checkpoint import gguf_pair
+
+    if placement is not None:
+        placement.check()
+    files = gguf_pair.find_pair(path, mmproj)
+    config, weights = gguf_pair.open_pair(files)
+    with torch.device("meta"):
+        counts = ParamCounts.of(Llava(config))
+    chosen = (placement.resolve(counts, source=str(files.llm)) if placement is not None
+              else Placement(torch.device("cpu"), dtype, dtype))
+    if chosen.uses_bitsandbytes:
+        raise ValueError(f"{files.llm}: --load-8bit/--load-4bit on CUDA quantize float weights; "
+                         "a GGUF pair carries its own quantization")
+    plan = plan_sources([(weights, lambda key: key)])
+    model = materialize(config, plan, chosen)
+    return LoadedCheckpoint(model.eval(), config, gguf_pair.tokenizer_dir(files),
+                            gguf_pair.image_processor(config), "gguf",
+                            (f"GGUF pair {files.llm.name} + {files.mmproj.name}",), chosen)
 
 
 def detect_layout(directory: Path, model_base: Path | None) -> str:

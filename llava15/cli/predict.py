@@ -9,7 +9,10 @@ import sys
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Checkpoint flags shared by predict, chat and serve (official names kept as aliases)."""
     p.add_argument("--model", "--model-path", dest="model", required=True,
-                   help="checkpoint directory (official, LoRA, projector-only or llava-hf)")
+                   help="checkpoint directory (official, LoRA, projector-only or llava-hf), or a "
+                        "GGUF language model (llama.cpp / ollama) with its mmproj file beside it")
+    p.add_argument("--mmproj", default=None,
+                   help="the GGUF vision file (tower + projector) of a GGUF --model, as llama.cpp's flag")
     p.add_argument("--model-base", default=None, help="base LLM directory for LoRA / projector-only")
     p.add_argument("--vision-tower", default=None,
                    help="local CLIP directory (overrides the checkpoint's mm_vision_tower)")
@@ -36,7 +39,7 @@ def load_engine_for(args: argparse.Namespace, conv_mode: str):
     try:
         return load_engine(args.model, model_base=args.model_base, vision_tower=args.vision_tower,
                            conv_mode=args.conv_mode or conv_mode, device=args.device, dtype=args.dtype,
-                           load_8bit=args.load_8bit, load_4bit=args.load_4bit)
+                           load_8bit=args.load_8bit, load_4bit=args.load_4bit, mmproj=args.mmproj)
     except PlacementError as e:
         raise SystemExit(f"error: {e}") from None
 
@@ -80,22 +83,32 @@ def setup_torch(threads: int | None) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from llava15.infer.generate import SamplingParams
-    from llava15.infer.predict import predict, read_questions, split_chunk
+    from llava15.data.image import ImageError
+    from llava15.infer.generate import ContextLengthError, SamplingParams
+    from llava15.infer.predict import QuestionFileError, predict, read_questions, split_chunk
 
     if args.num_beams != 1:
         print("error: beam search is not supported (the official evaluation uses num_beams=1)",
               file=sys.stderr)
         return 2
     setup_torch(args.threads)
-    questions = split_chunk(read_questions(args.question_file), args.num_chunks, args.chunk_idx)
+    try:
+        questions = split_chunk(read_questions(args.question_file), args.num_chunks, args.chunk_idx)
+    except (OSError, QuestionFileError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     engine = load_engine_for(args, "llava_v1")
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                             top_p=args.top_p or 1.0, top_k=args.top_k, seed=args.seed)
     print_image_cost(engine)
-    summary = predict(engine, questions, args.image_folder, args.answers_file, params,
-                      batch_size=args.batch_size, skip_bad_images=args.skip_bad_images,
-                      progress=lambda total: tqdm(total=total, desc="predict", unit="q"))
+    try:
+        summary = predict(engine, questions, args.image_folder, args.answers_file, params,
+                          batch_size=args.batch_size, skip_bad_images=args.skip_bad_images,
+                          progress=lambda total: tqdm(total=total, desc="predict", unit="q"))
+    except (ImageError, ContextLengthError) as e:
+        # The message names the question and its line; the answers before it are in the file.
+        print(f"\nerror: {e}", file=sys.stderr)
+        return 2
     print(f"answered {summary.answered} of {len(questions)} questions -> {args.answers_file}")
     if summary.skipped:
         print(f"skipped {len(summary.skipped)} question(s) with bad images:", file=sys.stderr)

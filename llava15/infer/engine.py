@@ -19,7 +19,7 @@ from llava15.data.anyres import process_anyres_image
 from llava15.data.conversation import Template, get_template, render_prompt
 from llava15.data.image import ImageProcessorConfig, load_image, process_images
 from llava15.data.tokenizer import Tokenizer, expand_image_tokens, tokenizer_image_token
-from llava15.infer.generate import SamplingParams, generate_tokens, use_fast_weight_layout
+from llava15.infer.generate import SamplingParams, check_context, generate_tokens, use_fast_weight_layout
 from llava15.infer.textstream import StopStrings, TextDeltas
 from llava15.model.anyres import image_token_count
 from llava15.model.llava import Llava
@@ -116,6 +116,14 @@ class Engine:
             turns.append(("assistant", None))
         return render_prompt(self.template, turns)
 
+    def check_fits(self, request: Request) -> None:
+        """Raise `ContextLengthError` when the request's prompt (its images expanded) leaves no
+        room to answer in the model's context, so that a caller can refuse or skip that one
+        request before it is batched with others: in a batch it would fail them all."""
+        images = self.load_images(request.images) if self.config.image_aspect_ratio == "anyres" else []
+        ids = self.encode(request.prompt, [image.size for image in images])
+        check_context(len(ids), self.config.text.max_position_embeddings)
+
     def stream_batch(self, requests: Sequence[Request]) -> Iterator[tuple[int, int]]:
         """Yield `(request index, token id)` for a batch decoded together."""
         for i, request in enumerate(requests):
@@ -169,20 +177,22 @@ class Engine:
 def load_engine(path: str | Path, *, model_base: str | None = None, vision_tower: str | None = None,
                 conv_mode: str | None = None, device: str | torch.device | None = None,
                 dtype: str | torch.dtype | None = None, load_8bit: bool = False,
-                load_4bit: bool = False) -> Engine:
+                load_4bit: bool = False, mmproj: str | Path | None = None) -> Engine:
     """Load any supported checkpoint directory as an Engine (nothing is downloaded).
 
     `device` is "cpu", "cuda", "cuda:N" or "auto"/None (a GPU when one is visible); `dtype` the
     language model's ("float32", "float16", "bfloat16" or a torch dtype; None: float16 on CUDA,
     on the CPU float32 when it fits in memory, else bfloat16); `load_8bit` / `load_4bit` the
     official quantization flags. See `llava15.checkpoint.placement` for what each choice means and
-    when it is refused (before any weight is read)."""
+    when it is refused (before any weight is read). A GGUF language model loads with `mmproj`,
+    its llama.cpp vision file (found beside it when not given)."""
     from llava15.checkpoint import load_llava
     from llava15.checkpoint.placement import PlacementRequest
     from llava15.data.tokenizer import load_tokenizer
 
     request = PlacementRequest(device, dtype, load_8bit, load_4bit)
-    loaded = load_llava(path, model_base=model_base, vision_tower=vision_tower, placement=request)
+    loaded = load_llava(path, model_base=model_base, vision_tower=vision_tower, placement=request,
+                        mmproj=mmproj)
     tokenizer = load_tokenizer(loaded.tokenizer_dir)
     return Engine(loaded.model, tokenizer, loaded.image_processor,
                   conv_mode or loaded.config.conv_mode, model_id=model_name_from_path(path))
