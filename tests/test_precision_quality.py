@@ -1,7 +1,9 @@
 """`bench/precision_quality.py`: its metrics on hand-made logits and token lists (each case one
 that a wrong definition fails), and part 1 end to end on SmolLM2 with two prompts and a few
-tokens: float32 against itself is exactly identical with zero error, bfloat16 gives shares in
-[0, 1] and a small nonzero error. About 20 s of CPU, most of it the GGUF conversion."""
+tokens: float32 against itself is exactly identical with zero error; bfloat16 has a small nonzero
+error, and its shares agree with its own per-prompt first differences (a continuation counts as
+identical exactly when it has none, and float32's argmax is bfloat16's at every position before
+one). About 20 s of CPU, most of it the GGUF conversion."""
 
 from __future__ import annotations
 
@@ -85,7 +87,18 @@ def test_part1_end_to_end_on_smollm2(bench, smol_dir, tmp_path, one_thread):
     assert (control.identical, control.rel_error, control.top1) == (1.0, 0.0, 1.0)
     assert control.first_differences == [None, None]
     assert control.positions == sum(len(c) + 1 for c in reference.continuations)
-    assert 0.0 <= bf16.identical <= 1.0 and 0.0 <= bf16.top1 <= 1.0
+    # bfloat16's shares follow from its per-prompt first differences, whatever its rounding does
+    firsts = bf16.first_differences
+    assert len(firsts) == len(prompts) and bf16.positions == control.positions
+    assert bf16.identical == firsts.count(None) / len(prompts)
+    assert [d["prompt"] for d in bf16.diverged] == [i for i, at in enumerate(firsts) if at is not None]
+    agree = bf16.top1 * bf16.positions
+    assert math.isclose(agree, round(agree)), "top-1 is not a share of the positions"
+    # teacher forcing repeats generation's computation, so before its first difference each
+    # continuation is bfloat16's own argmax at float32's token; at the first difference the
+    # two argmaxes differ (one of them may be the end of the answer)
+    before = sum(len(c) if at is None else at for c, at in zip(reference.continuations, firsts))
+    assert before <= round(agree) <= bf16.positions - (len(firsts) - firsts.count(None))
     assert 0.0 < bf16.rel_error < 0.2  # bfloat16 rounds: never exactly float32, never far off
     table = bench.text_table(reference, results)
     assert "bfloat16" in table and "control" in table

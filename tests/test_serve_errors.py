@@ -6,6 +6,7 @@ Also: a full queue answers 503 with Retry-After, and a client that disconnects f
 from __future__ import annotations
 
 import base64
+import threading
 import time
 
 import httpx
@@ -24,15 +25,77 @@ def media(tmp_path_factory):
     return root
 
 
+class DecodeGate:
+    """Stands in for `model.decode`, the scheduler's decoding step. Open, it passes every call
+    through; closed, each call waits for a permit (`allow`), so a test decides how far a request
+    gets, whatever the speed of the machine. `waiting` counts the calls held now. A call held for
+    60 s raises (the scheduler then fails its jobs) rather than hanging the session."""
+
+    def __init__(self, model) -> None:
+        self.decode = model.decode
+        self.cond = threading.Condition()
+        self.closed = False
+        self.permits = 0
+        self.waiting = 0
+        model.decode = self
+
+    def __call__(self, *args, **kwargs):
+        with self.cond:
+            self.waiting += 1
+            self.cond.notify_all()
+            passed = self.cond.wait_for(lambda: not self.closed or self.permits > 0, timeout=60)
+            self.waiting -= 1
+            if not passed:
+                raise TimeoutError("a decoding step was held by the test's gate for 60 s")
+            if self.closed:
+                self.permits -= 1
+        return self.decode(*args, **kwargs)
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed, self.permits = True, 0
+
+    def allow(self, steps: int = 1) -> None:
+        with self.cond:
+            self.permits += steps
+            self.cond.notify_all()
+
+    def open(self) -> None:
+        with self.cond:
+            self.closed = False
+            self.cond.notify_all()
+
+    def wait_held(self, timeout: float = 30.0) -> None:
+        """Until a decoding step waits at the gate."""
+        with self.cond:
+            assert self.cond.wait_for(lambda: self.waiting > 0, timeout), "no decoding step reached the gate"
+
+
 @pytest.fixture(scope="module")
-def server(media):
+def engine():
+    return tiny_engine()
+
+
+@pytest.fixture(scope="module")
+def gate(engine):
+    return DecodeGate(engine.model)
+
+
+@pytest.fixture(scope="module")
+def server(media, engine, gate):
     from llava15.serve.app import create_app
     from llava15.serve.settings import ServeSettings
 
     settings = ServeSettings(api_key=KEY, media_dir=media, max_body_bytes=200_000,
                              max_image_pixels=300 * 300, max_images=2, max_prompt_tokens=300,
                              max_tokens_limit=1500, max_batch_size=1, max_queue=1)
-    with LiveServer(create_app(tiny_engine(), settings)) as live:
+    app = create_app(engine, settings)
+    scheduler = app.state.scheduler
+    submitted = []  # every job the server submits, in order
+    submit = scheduler.submit
+    scheduler.submit = lambda job: (submit(job), submitted.append(job))[0]
+    with LiveServer(app) as live:
+        live.jobs = submitted
         yield live
 
 
@@ -127,30 +190,49 @@ def health(server) -> dict:
     return httpx.get(server.url + "/health").json()
 
 
-def test_full_queue_503_and_disconnect_frees_the_slot(server):
+def test_full_queue_503_and_disconnect_frees_the_slot(server, gate):
     """One slot, one queue place: a third request is refused with a retry hint; closing the
-    running stream frees its slot at once, and the queued request then runs."""
+    running stream cancels its job, which leaves at the next step, and the queued request then
+    runs. The gate holds every decoding step, so each job is provably still running (one token
+    out of 1500) while the test looks, however fast tokens come."""
     long = ask("Tell me a long story.", max_tokens=1500, stream=True)
-    with httpx.Client(timeout=60, headers=AUTH) as first:
-        with first.stream("POST", server.url + "/v1/chat/completions", json=long) as running:
-            assert running.status_code == 200
-            running_lines = running.iter_lines()  # keep it: dropping it closes the response
-            assert '"role"' in next(running_lines)  # the job is submitted
-            wait_until(lambda: health(server)["running"] == 1)
-            with httpx.Client(timeout=60, headers=AUTH) as second:
-                with second.stream("POST", server.url + "/v1/chat/completions", json=long) as queued:
-                    assert queued.status_code == 200
-                    wait_until(lambda: health(server)["queued"] == 1)
-                    refused = post(server, ask("hi"))
-                    assert_error(refused, 503, "busy")
-                    assert refused.headers["retry-after"] == "1"
-                    running.close()  # the client goes away
-                    first.close()
-                    wait_until(lambda: health(server)["queued"] == 0)  # it took the freed slot
-                    lines = queued.iter_lines()
-                    assert '"role"' in next(lines) and '"content"' in next(x for x in lines if x.startswith("data: "))
-                    queued.close()
-    wait_until(lambda: health(server)["running"] == 0)
+    submitted = len(server.jobs)
+    gate.close()
+    try:
+        with httpx.Client(timeout=60, headers=AUTH) as first:
+            with first.stream("POST", server.url + "/v1/chat/completions", json=long) as running:
+                assert running.status_code == 200
+                running_lines = running.iter_lines()  # keep it: dropping it closes the response
+                assert '"role"' in next(running_lines)  # the job is submitted
+                gate.wait_held()  # its first token is out; its first decoding step waits
+                running_job = server.jobs[-1]
+                assert health(server)["running"] == 1
+                with httpx.Client(timeout=60, headers=AUTH) as second:
+                    with second.stream("POST", server.url + "/v1/chat/completions", json=long) as queued:
+                        assert queued.status_code == 200
+                        wait_until(lambda: health(server)["queued"] == 1)
+                        queued_job = server.jobs[-1]
+                        refused = post(server, ask("hi"))
+                        assert_error(refused, 503, "busy")
+                        assert refused.headers["retry-after"] == "1"
+                        assert len(server.jobs) == submitted + 2  # the refused one never reached the queue
+                        running.close()  # the client goes away
+                        first.close()
+                        wait_until(running_job.cancelled.is_set)
+                        gate.allow(1)  # the held step ends; the cancelled job leaves the batch
+                        wait_until(lambda: health(server)["queued"] == 0)  # it took the freed slot
+                        gate.wait_held()  # the queued job: its first token out, then held
+                        assert health(server)["running"] == 1
+                        lines = queued.iter_lines()
+                        assert '"role"' in next(lines) and '"content"' in next(x for x in lines if x.startswith("data: "))
+                        queued.close()
+                        wait_until(queued_job.cancelled.is_set)
+                        gate.allow(1)
+        wait_until(lambda: health(server)["running"] == 0)
+        # each ended by its cancellation after one token, not by its 1500-token budget
+        assert len(running_job.tokens) == 1 and len(queued_job.tokens) == 1
+    finally:
+        gate.open()
     assert post(server, ask("still there?")).status_code == 200
 
 

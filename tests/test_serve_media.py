@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 
 import pytest
 from test_serve_support import data_url, png_bytes
@@ -16,8 +15,8 @@ from llava15.serve.settings import ServeSettings
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-        if self.path == "/slow.png":
-            time.sleep(1.5)
+        if self.path == "/slow.png":  # answers only once the test has seen the client give up
+            self.server.release.wait(30)
         body = png_bytes((300, 200)) if self.path == "/big.png" else png_bytes()
         self.send_response(200)
         self.send_header("Content-Type", "image/png")
@@ -30,6 +29,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 class QuietServer(http.server.ThreadingHTTPServer):
+    release: threading.Event  # set by a test: /slow.png may answer now
+
     def handle_error(self, request, client_address) -> None:
         return  # the client hung up on purpose (size and time limits): nothing to report
 
@@ -37,17 +38,23 @@ class QuietServer(http.server.ThreadingHTTPServer):
 @pytest.fixture(scope="module")
 def http_url():
     server = QuietServer(("127.0.0.1", 0), Handler)
+    server.release = threading.Event()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield f"http://127.0.0.1:{server.server_address[1]}", server.release
+    server.release.set()  # no handler is left waiting
     server.shutdown()
     server.server_close()
 
 
-def status_of(url: str, settings: ServeSettings) -> int:
+def error_of(url: str, settings: ServeSettings) -> APIError:
     with pytest.raises(APIError) as error:
         fetch_image(url, settings)
-    return error.value.status
+    return error.value
+
+
+def status_of(url: str, settings: ServeSettings) -> int:
+    return error_of(url, settings).status
 
 
 def test_data_url():
@@ -57,14 +64,19 @@ def test_data_url():
 
 
 def test_remote_urls_only_when_allowed_and_within_limits(http_url):
-    assert status_of(http_url + "/ok.png", ServeSettings()) == 400
+    url, release = http_url
+    assert status_of(url + "/ok.png", ServeSettings()) == 400
     allowed = ServeSettings(allow_remote_images=True, remote_image_timeout_s=0.5)
-    assert fetch_image(http_url + "/ok.png", allowed).size == (40, 30)
+    assert fetch_image(url + "/ok.png", allowed).size == (40, 30)
     small = ServeSettings(allow_remote_images=True, max_image_bytes=len(png_bytes()) + 10)
-    assert status_of(http_url + "/big.png", small) == 413
-    started = time.monotonic()
-    assert status_of(http_url + "/slow.png", allowed) == 400  # timed out
-    assert time.monotonic() - started < 1.4
+    assert status_of(url + "/big.png", small) == 413
+    # /slow.png answers only after `release`, set below once the fetch has returned: its 400
+    # can only come from the client's own time limit
+    try:
+        slow = error_of(url + "/slow.png", allowed)
+    finally:
+        release.set()
+    assert slow.status == 400 and "timed out" in slow.message, slow.message
     assert status_of("http://127.0.0.1:9/x.png", allowed) == 400  # connection refused
 
 

@@ -1,5 +1,9 @@
 """The chat page at `/`, driven in headless Chromium: upload, paste, streamed answer, reset.
 
+"Streamed" is checked without timing: the model's decoding step is held halfway through the
+answer until the page shows the part that is out, and every text the assistant's message takes
+is recorded; at least two of them must come before the answer is done.
+
 Needs Debian's `chromium` at /usr/bin/chromium and the `playwright` Python package (both installed
 by scripts/install.sh); skipped with the reason otherwise. Saves a screenshot under tmp_path.
 """
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 
 import pytest
 from test_serve_support import LiveServer, png_bytes, tiny_engine
@@ -23,13 +28,56 @@ sync_api = pytest.importorskip("playwright.sync_api",
                                reason="the playwright package is missing (pip install playwright)")
 
 
+class DecodeGate:
+    """Stands in for `model.decode`, the decoding step. Open, it passes every call through;
+    `hold_at(n)` lets n - 1 more calls through and holds the n-th (the n + 1-th token: the first
+    comes from the prefill) until `open()`. A call held for 60 s raises rather than hanging."""
+
+    def __init__(self, model) -> None:
+        self.decode = model.decode
+        self.cond = threading.Condition()
+        self.permits: int | None = None  # None: open
+        self.waiting = 0
+        model.decode = self
+
+    def __call__(self, *args, **kwargs):
+        with self.cond:
+            self.waiting += 1
+            self.cond.notify_all()
+            passed = self.cond.wait_for(lambda: self.permits is None or self.permits > 0, timeout=60)
+            self.waiting -= 1
+            if not passed:
+                raise TimeoutError("a decoding step was held by the test's gate for 60 s")
+            if self.permits is not None:
+                self.permits -= 1
+        return self.decode(*args, **kwargs)
+
+    def hold_at(self, call: int) -> None:
+        with self.cond:
+            self.permits = call - 1
+
+    def open(self) -> None:
+        with self.cond:
+            self.permits = None
+            self.cond.notify_all()
+
+    def wait_held(self, timeout: float = 60.0) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: self.waiting > 0, timeout), "no decoding step reached the gate"
+
+
 @pytest.fixture(scope="module")
 def engine():
     return tiny_engine()
 
 
 @pytest.fixture(scope="module")
-def server(engine):
+def gate(engine):
+    return DecodeGate(engine.model)
+
+
+@pytest.fixture(scope="module")
+def server(engine, gate):
     from llava15.serve.app import create_app
 
     with LiveServer(create_app(engine)) as live:
@@ -54,30 +102,65 @@ def greedy(engine, question: str, image: bytes, max_tokens: int) -> str:
     return engine.generate([Request(prompt, [image], SamplingParams(max_new_tokens=max_tokens))])[0]
 
 
-def ask(page, question: str, max_tokens: int) -> str:
-    """Send a question; return the finished answer after checking it arrived in pieces."""
+RECORD = """() => {  // every text the new assistant message takes, until it leaves "streaming"
+    window.texts = [];
+    window.answered = false;
+    if (window.observer) window.observer.disconnect();
+    window.observer = new MutationObserver((records) => {
+        for (const r of records) {
+            const node = r.target.nodeType === Node.TEXT_NODE ? r.target.parentElement : r.target;
+            if (window.answered || !node || !node.closest(".msg.assistant")) continue;
+            if (r.type === "attributes") {  // data-state: streaming -> done (or failed)
+                window.answered = r.oldValue === "streaming";
+            } else if (r.type === "characterData") {
+                window.texts.push(r.target.data);
+            } else {  // the message's text replaced: its new text node
+                for (const added of r.addedNodes)
+                    if (added.nodeType === Node.TEXT_NODE) window.texts.push(added.data);
+            }
+        }
+    });
+    window.observer.observe(document.getElementById("log"), {subtree: true, childList: true,
+        characterData: true, attributes: true, attributeFilter: ["data-state"], attributeOldValue: true});
+}"""
+SHOWN_WHILE_STREAMING = """() => {
+    const messages = document.querySelectorAll(".msg.assistant");
+    const last = messages[messages.length - 1];
+    return last !== undefined && last.dataset.state === "streaming" && last.textContent.length > 0;
+}"""
+
+
+def ask(page, gate, question: str, max_tokens: int) -> str:
+    """Send a question; return the finished answer after checking it arrived in pieces: the
+    decoding step that would produce token max_tokens // 2 + 1 is held until the page shows the
+    answer so far, so the page cannot receive the answer in one piece."""
     page.fill("#temperature", "0")
     page.fill("#max_tokens", str(max_tokens))
-    page.evaluate("""() => {  // count text updates of the log while the answer streams in
-        window.updates = 0;
-        window.observer = window.observer || new MutationObserver(() => window.updates++);
-        window.observer.observe(document.getElementById("log"),
-                                {subtree: true, childList: true, characterData: true});
-    }""")
-    page.fill("#input", question)
-    page.click("#send")
+    page.evaluate(RECORD)
+    gate.hold_at(max_tokens // 2)
+    try:
+        page.fill("#input", question)
+        page.click("#send")
+        gate.wait_held()
+        page.wait_for_function(SHOWN_WHILE_STREAMING, timeout=30_000)
+    finally:
+        gate.open()
     page.wait_for_selector(".msg.assistant[data-state=done]:last-child", timeout=60_000)
-    assert page.evaluate("window.updates") >= 2, "the answer did not arrive in pieces"
+    texts = page.evaluate("window.texts")
+    final = page.locator(".msg.assistant span").last.text_content()
+    pieces = [t for t in dict.fromkeys(texts) if t]  # distinct non-empty texts, in order
+    assert page.evaluate("window.answered") and len(pieces) >= 2, f"not streamed in pieces: {texts}"
+    assert pieces[-1] == final and all(b.startswith(a) for a, b in zip(pieces, pieces[1:])), texts
     return page.locator(".msg.assistant").last.inner_text().strip()
 
 
-def test_upload_question_streamed_answer_and_screenshot(page, engine, tmp_path):
+def test_upload_question_streamed_answer_and_screenshot(page, engine, gate, tmp_path):
     assert page.locator("#model").inner_text() == "tiny-llava"
     image = png_bytes((64, 48), (30, 120, 200))
     (tmp_path / "picture.png").write_bytes(image)
     page.set_input_files("#file", str(tmp_path / "picture.png"))
     page.wait_for_selector("#preview img")
-    answer = ask(page, "What is in the picture?", 40)
+    answer = ask(page, gate, "What is in the picture?", 40)
     assert answer == greedy(engine, "What is in the picture?", image, 40)
     assert page.locator(".msg.user img").count() == 1
     page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
@@ -85,7 +168,7 @@ def test_upload_question_streamed_answer_and_screenshot(page, engine, tmp_path):
     print(f"screenshot: {tmp_path / 'chat.png'}")
 
 
-def test_reset_then_pasted_image(page, engine):
+def test_reset_then_pasted_image(page, engine, gate):
     page.click("#reset")
     assert page.locator(".msg").count() == 0
     image = png_bytes((40, 40), (250, 250, 0))
@@ -96,6 +179,6 @@ def test_reset_then_pasted_image(page, engine):
         document.dispatchEvent(new ClipboardEvent("paste", {clipboardData: data}));
     }""", base64.b64encode(image).decode())
     page.wait_for_selector("#preview img")
-    answer = ask(page, "Describe it.", 16)
+    answer = ask(page, gate, "Describe it.", 16)
     assert answer == greedy(engine, "Describe it.", image, 16)
     assert page.locator(".msg.error").count() == 0
