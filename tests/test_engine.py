@@ -164,7 +164,7 @@ def test_image_cost_grows_with_the_anyres_grid(engine):
                          mm_patch_merge_type="spatial_unpad")
     wide = anyres.image_cost((120, 50))
     assert wide["views"] == 3 and wide["image_tokens"] > anyres.config.num_image_tokens
-    assert wide["encode_ms"] >= 0
+    assert wide["encode_ms"] > 0  # measured: three views cannot encode in no time
 
 
 def test_predict_batches_by_image_and_writes_in_question_order(engine, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from llava15.data.dataset import DataFileError
     from llava15.train.distributed import init_runtime, shutdown
     from llava15.train.loop import train
 
@@ -74,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     runtime = init_runtime(rank, world, int(os.environ.get("LOCAL_RANK", 0)), config.device)
     try:
         train(config, runtime)
+    except DataFileError as e:
+        print(f"llava15 train: error: {e}", file=sys.stderr)
+        return 2
     finally:
         shutdown(runtime)
     return 0

@@ -4,7 +4,7 @@ Records are `{"id", "image"?, "conversations": [{"from": "human"|"gpt", "value"}
 list (558K pretrain / 665K mix) or a .jsonl file; text-only records mix freely with image ones.
 Everything is checked when the file is read, so a malformed record stops the run before training
 with its index and a reason. Images are loaded lazily in `__getitem__` (DataLoader workers), as
-the official `LazySupervisedDataset` does (spec §5.3).
+the official `LazySupervisedDataset` does (docs/official-behaviour.md, 'Training dataset').
 
 AnyRes / HD models (`image_aspect_ratio="anyres"`) follow LLaVA-NeXT's `LazySupervisedDataset`:
 a sample holds its image's stacked views (global view first, then the grid's tiles, from
@@ -43,11 +43,15 @@ Size = tuple[int, int]  # (width, height), as PIL's `.size`
 ImageTokenCount = Callable[[Size], int]  # an image's prompt positions from its size
 
 
+class DataFileError(ValueError):
+    """A training data file that is missing or malformed; the message names the file (and line)."""
+
+
 def load_records(path: str | Path) -> list[dict]:
     """Read and check an official LLaVA data file (.json list or .jsonl)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file {path} does not exist")
+        raise DataFileError(f"data file {path} does not exist")
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
         records = []
@@ -56,15 +60,18 @@ def load_records(path: str | Path) -> list[dict]:
                 try:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}: line {line_no} is not JSON: {e}") from None
+                    raise DataFileError(f"{path}: line {line_no} is not JSON: {e}") from None
     else:
-        records = json.loads(text)
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataFileError(f"{path}: line {e.lineno} column {e.colno} is not JSON: {e.msg}") from None
         if not isinstance(records, list):
-            raise ValueError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
+            raise DataFileError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
     for i, record in enumerate(records):
         if reason := record_problem(record):
             rid = record.get("id") if isinstance(record, dict) else None
-            raise ValueError(f"{path}: record {i} (id {rid!r}): {reason}")
+            raise DataFileError(f"{path}: record {i} (id {rid!r}): {reason}")
     return records
 
 

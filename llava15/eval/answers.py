@@ -9,6 +9,8 @@ three, so a broken run is visible instead of quietly mis-scored.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,7 +19,36 @@ from typing import Any
 
 from llava15.eval.question import read_jsonl
 
+log = logging.getLogger(__name__)
+
 Answers = str | Path | list[dict]
+
+
+def drop_unfinished_line(path: str | Path) -> bool:
+    """Make an answer file that a killed run left mid-write safe to append to and resume.
+
+    Each answer is written as one line ending in a newline, so a last line without one is an
+    unfinished write: it is cut off (its question is then answered again) and this returns True.
+    A last line that is a whole JSON record only gets its newline, since the next answer
+    appended would otherwise run on in the same line. Lines before the last are left alone."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with open(path, "r+b") as f:
+        data = f.read()
+        if not data or data.endswith(b"\n"):
+            return False
+        start = data.rfind(b"\n") + 1
+        try:
+            json.loads(data[start:])
+        except ValueError as e:  # a JSON error, or bytes cut inside a UTF-8 character
+            f.truncate(start)
+            line = data.count(b"\n") + 1
+            log.warning("%s:%d: dropped an unfinished last line (%d bytes, %s); its question is "
+                        "answered again", path, line, len(data) - start, e)
+            return True
+        f.write(b"\n")
+    return False
 
 
 def load_answers(answers: Answers,

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from llava15.data.conversation import build_question_prompt
 from llava15.data.image import ImageError, load_image
+from llava15.eval.answers import drop_unfinished_line
 from llava15.infer.engine import Engine, Request
-from llava15.infer.generate import SamplingParams
+from llava15.infer.generate import ContextLengthError, SamplingParams
 from llava15.infer.order import by_image
 
 
@@ -45,6 +46,7 @@ def read_answered(path: Path) -> Counter[str]:
     set: MME gives an image's two questions one id, and a run stopped between them has answered
     only one."""
     done: Counter[str] = Counter()
+    drop_unfinished_line(path)  # a run killed mid-write leaves its last answer unfinished
     if path.exists():
         with open(path, encoding="utf-8") as f:
             for line_no, line in enumerate(f, start=1):
@@ -154,8 +156,14 @@ def batch_requests(engine: Engine, questions: Sequence, image_root: Path, run: B
         budget = q.max_new_tokens if max_new_tokens is None else min(max_new_tokens, q.max_new_tokens)
         params = SamplingParams(max_new_tokens=budget, temperature=0.0)
         prompt = build_question_prompt(engine.template, q.text, with_image=bool(images))
+        request = Request(prompt, images, params)
+        try:
+            engine.check_fits(request)
+        except ContextLengthError as e:
+            run.errors.append({"question_id": q.question_id, "error": str(e)})
+            continue
         batch.append(q)
-        requests.append(Request(prompt, images, params))
+        requests.append(request)
     return batch, requests
 
 
@@ -188,6 +196,8 @@ def run_benchmark(module, name: str, engine: Engine, data_dir: str | Path, out_d
     run.seconds = time.perf_counter() - started
     if world > 1:
         (bench_out / f"errors.rank{rank}.json").write_text(json.dumps(run.errors))
+        (bench_out / f"counts.rank{rank}.json").write_text(
+            json.dumps({"answered": run.answered, "resumed": run.resumed}))
     return run
 
 
@@ -204,6 +214,9 @@ def score_benchmark(module, run: BenchmarkRun, data_dir: str | Path, out_dir: st
         answers = merge_shards(bench_out, world)
         run.errors = [e for r in range(world)
                       for e in json.loads((bench_out / f"errors.rank{r}.json").read_text())]
+        counts = [json.loads((bench_out / f"counts.rank{r}.json").read_text()) for r in range(world)]
+        run.answered = sum(c["answered"] for c in counts)
+        run.resumed = sum(c["resumed"] for c in counts)
     else:
         answers = bench_out / "answers.jsonl"
     extra = {"client": judge} if run.name in JUDGED else {}

@@ -49,6 +49,14 @@ class ContextLengthError(ValueError):
     """A prompt does not fit into the model's context."""
 
 
+def check_context(prompt_length: int, limit: int, what: str = "the prompt") -> None:
+    """Raise ContextLengthError unless a prompt of `prompt_length` positions (image positions
+    included) leaves room for at least one new token in a context of `limit` positions."""
+    if prompt_length >= limit:
+        raise ContextLengthError(f"{what} has {prompt_length} tokens (image tokens included), "
+                                 f"the model's context is {limit}")
+
+
 def use_fast_weight_layout(model: torch.nn.Module) -> None:
     """Lay out the weights for fast decoding on the current thread count, then fuse each
     decoder layer's q/k/v and gate/up projections (`llava15.infer.fuse`).
@@ -185,9 +193,7 @@ def generate_tokens(model: Llava, prompts: Sequence[Sequence[int]],
     for row, prompt in enumerate(prompts):
         if len(prompt) == 0:
             raise ValueError(f"prompt {row} is empty")
-        if len(prompt) >= limit:
-            raise ContextLengthError(f"prompt {row} has {len(prompt)} tokens (image tokens "
-                                     f"included), the model's context is {limit}")
+        check_context(len(prompt), limit, f"prompt {row}")
     # Positions count real tokens only, so each row's room is the context minus its own prompt.
     budget = [min(p.max_new_tokens, limit - len(prompt)) for p, prompt in zip(per_row, prompts)]
     if max(budget) <= 0:

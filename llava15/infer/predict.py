@@ -17,7 +17,7 @@ from pathlib import Path
 from llava15.data.conversation import build_question_prompt
 from llava15.data.image import ImageError, load_image
 from llava15.infer.engine import Engine, Request
-from llava15.infer.generate import SamplingParams
+from llava15.infer.generate import ContextLengthError, SamplingParams
 from llava15.infer.order import by_image
 
 
@@ -78,7 +78,8 @@ def predict(engine: Engine, questions: Sequence[Question], image_folder: str | P
     image is read and encoded once a batch); answers are written as soon as every earlier
     question is answered. A missing or unreadable image raises `ImageError` naming the file and
     question, unless `skip_bad_images`: then the question is counted in `summary.skipped` and
-    gets no answer line.
+    gets no answer line. A question longer than the model's context raises `ContextLengthError`
+    naming it, before the batch it would be in is decoded.
     """
     summary = PredictSummary()
     answers_path = Path(answers_file)
@@ -131,6 +132,11 @@ def ask(engine: Engine, questions: Sequence[Question], chunk: Sequence[int], ima
                 pending[i] = None
                 continue
         prompt = build_question_prompt(engine.template, q.text, with_image=bool(images))
+        request = Request(prompt, images, params)
+        try:
+            engine.check_fits(request)
+        except ContextLengthError as e:
+            raise ContextLengthError(f"question {q.question_id!r} (line {q.line}): {e}") from None
         asked.append(i)
-        requests.append(Request(prompt, images, params))
+        requests.append(request)
     return asked, requests
