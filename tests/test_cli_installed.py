@@ -180,6 +180,13 @@ def test_chat_answers_piped_questions_until_end_of_input_or_an_empty_line(checkp
     turns = proc.stdout.split("ASSISTANT: ")
     assert len(turns) == 2 and turns[1].removesuffix("\nUSER: ").strip() == expected, proc.stdout
 
+    # a turn that does not fit the context is dropped with a message; the chat goes on
+    proc = llava15(*chat, stdin=f"{'word ' * 3000}\n{question}\n")
+    assert_clean(proc)
+    assert "the turn was dropped" in proc.stderr
+    turns = proc.stdout.split("ASSISTANT: ")
+    assert len(turns) == 2 and turns[1].removesuffix("\nUSER: ").strip() == expected, proc.stdout
+
 
 # 3. the demo killed in the middle of a stage, and run again
 

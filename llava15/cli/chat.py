@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from llava15.data.image import load_image
     from llava15.infer.engine import Request
-    from llava15.infer.generate import SamplingParams
+    from llava15.infer.generate import ContextLengthError, SamplingParams
 
     setup_torch(args.threads)
     # The official CLI picks llava_v1 for v1.5 models by name.
@@ -45,10 +45,18 @@ def run(args: argparse.Namespace) -> int:
         if not history and images:
             text = "<image>\n" + text
         history.append(("user", text))
-        prompt = engine.build_prompt(history)
+        request = Request(engine.build_prompt(history), images, params)
+        try:
+            engine.check_fits(request)
+        except ContextLengthError as e:
+            # The conversation outgrew the model's context: this turn is dropped, the chat goes on.
+            history.pop()
+            print(f"error: {e}; the turn was dropped (a shorter question, or a new chat)",
+                  file=sys.stderr)
+            continue
         print(f"{roles[1]}: ", end="", flush=True)
         pieces = []
-        for delta in engine.stream(Request(prompt, images, params)):
+        for delta in engine.stream(request):
             pieces.append(delta)
             print(delta, end="", flush=True)
         print()

@@ -61,7 +61,7 @@ def train_variant(cfg: HDConfig, name: str) -> dict:
     config = TrainConfig(
         stage=stage, out=str(cfg.out() / name), seed=cfg.seed, model=str(Path(cfg.demo_out) / "finetune"),
         image_grid_pinpoints=pinpoints, mm_patch_merge_type=merge, gradient_checkpointing=False,
-        save_steps=10_000,
+        save_steps=10_000, resume=True,  # a variant killed after its last save continues from it
         data=DataConfig(path=str(data / "hd_finetune.json"), image_folder=str(data / "images"),
                         num_workers=0, model_max_length=512),
     ).validate()
