@@ -13,8 +13,8 @@ writes
   `pytorch_model.bin.index.json`, and the slow LlamaTokenizer files: `tokenizer.model` (a
   SentencePiece BPE with exactly the config's vocabulary size, trained here on the text of Python's
   standard library), `tokenizer_config.json` and `special_tokens_map.json`. As in the released
-  checkpoints, the shards hold no copy of the CLIP weights (`model.vision_tower.*`: the author's
-  answer in haotian-liu/LLaVA#672).
+  checkpoints, the shards hold no copy of the CLIP weights (`model.vision_tower.*`; see
+  docs/official-behaviour.md, 'Vision tower').
 - `DIR/clip-vit-large-patch14-336/` (`clip-tiny/`), as `openai/clip-vit-large-patch14-336`: a
   `CLIPModel` `config.json` (ViT-L/14 at 336 px, quick_gelu), the official old-style
   `preprocessor_config.json`, and `pytorch_model.bin` with every `CLIPModel` tensor (vision and text

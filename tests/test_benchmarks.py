@@ -1,5 +1,5 @@
 """Benchmark modules on small hand-made files in the official formats. Expected values are
-derived by hand from the rules in benchmarks.md (the GQA eval.py, MME calculation.py, VQA
+derived by hand from the rules in docs/benchmarks.md (the GQA eval.py, MME calculation.py, VQA
 evaluator, SEED converter, MMBench circular rule and MM-Vet grader are not installed)."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`read_llava_config` on the real 7B configs (key sets as the spec §6.1 / §6.2 records them: the hub
-files store only what differs from the transformers class defaults) and on option edge cases."""
+"""`read_llava_config` on the real 7B configs (key sets as docs/official-behaviour.md, 'Official
+layout' and 'llava-hf layout', records them: the hub files store only what differs from the
+transformers class defaults) and on option edge cases."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from llava15.checkpoint import read_llava_config
 
-OFFICIAL_7B = {  # liuhaotian/llava-v1.5-7b config.json (spec §6.1)
+OFFICIAL_7B = {  # liuhaotian/llava-v1.5-7b config.json (docs/official-behaviour.md, 'Official layout')
     "architectures": ["LlavaLlamaForCausalLM"], "model_type": "llava", "hidden_size": 4096,
     "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
     "max_position_embeddings": 4096, "max_length": 4096, "rms_norm_eps": 1e-5, "rope_scaling": None,
@@ -23,7 +24,9 @@ CLIP_L336 = {  # openai/clip-vit-large-patch14-336: a full CLIPModel config
     "model_type": "clip", "projection_dim": 768,
     "vision_config": {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
                       "num_hidden_layers": 24, "image_size": 336, "patch_size": 14, "projection_dim": 768}}
-HF_7B = {  # llava-hf/llava-1.5-7b-hf config.json (spec §6.2; nested configs as diffs)
+# llava-hf/llava-1.5-7b-hf config.json, nested configs as diffs (docs/official-behaviour.md,
+# 'llava-hf layout')
+HF_7B = {
     "architectures": ["LlavaForConditionalGeneration"], "model_type": "llava", "ignore_index": -100,
     "image_token_index": 32000, "pad_token_id": 32001, "projector_hidden_act": "gelu",
     "vision_feature_layer": -2, "vision_feature_select_strategy": "default", "tie_word_embeddings": False,

@@ -16,7 +16,8 @@ from checkpoint_fixtures import (GOLDEN, assert_close_relative, copy_checkpoint,
                                  logits_of)
 from llava15.checkpoint import load_llava, save_llava_hf, save_official_projector
 
-# transformers' llava `_checkpoint_conversion_mapping` (hub -> in-memory), from spec §6.2
+# transformers' llava `_checkpoint_conversion_mapping` (hub -> in-memory), from
+# docs/official-behaviour.md, 'llava-hf layout'
 NEW_NESTING = [(r"^language_model\.model\.", "model.language_model."), (r"^vision_tower\.", "model.vision_tower."),
                (r"^multi_modal_projector\.", "model.multi_modal_projector."),
                (r"^language_model\.lm_head\.", "lm_head.")]

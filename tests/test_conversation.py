@@ -73,7 +73,8 @@ def test_roles_must_alternate():
 
 
 def test_preprocess_multimodal_moves_image_to_front_without_mutation():
-    # Independent reference: the rule of spec §3.2 written out by hand.
+    # Independent reference: the rule of docs/official-behaviour.md, 'Where the image goes in a
+    # turn', written out by hand.
     record = [{"from": "human", "value": " Look:\n<image> what? <image>"}, {"from": "gpt", "value": "x <image>"}]
     before = json.dumps(record)
     out = preprocess_multimodal(record)

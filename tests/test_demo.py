@@ -70,10 +70,11 @@ def test_hd_comparison_trains_both_variants_and_resumes(demo):
 
 
 def test_lookup_bench_trains_stage2_on_the_demo_and_probes(demo, tmp_path):
-    """`bench/lookup_stage2.py` end to end on the smoke demo's backbones, a few steps."""
-    from bench_scripts import load_bench
+    """`experiments/lookup_stage2/lookup_stage2.py` end to end on the smoke demo's backbones, a few
+    steps (here, not beside the script, because it needs this module's trained demo)."""
+    from bench_scripts import load_script
 
-    bench = load_bench("lookup_stage2")
+    bench = load_script("experiments/lookup_stage2/lookup_stage2.py")
     out, _ = demo
     assert bench.make_dataset(tmp_path / "data", 24, one_hop_share=0.5) > 0
     bench.train_stage2(out, tmp_path / "data", tmp_path / "run", batch_size=8)

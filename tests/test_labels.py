@@ -53,7 +53,8 @@ def test_segment_labels_agree_with_official_unless_masked(item):
 
 
 def test_targets_are_the_replies():
-    # Semantics of spec §3.4, checked by decoding: the trained tokens are the replies and </s>.
+    # docs/official-behaviour.md, 'Label masks', checked by decoding: the trained tokens are the
+    # replies and </s>.
     tok = TOKENIZERS[False]
     conv = [{"from": "human", "value": "<image>\nWhat colour is the star?"}, {"from": "gpt", "value": "It is red."},
             {"from": "human", "value": "And the circle?"}, {"from": "gpt", "value": "Blue."}]

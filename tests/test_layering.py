@@ -1,4 +1,5 @@
-"""The import rules of DESIGN.md: a module imports only from lower layers; siblings stay apart.
+"""The import rules of docs/design.md, 'Layers': a module imports only from lower layers; siblings
+stay apart.
 
     layer 0  config                 stdlib only
     layer 1  model, data            config            (model and data never import each other)
@@ -68,3 +69,19 @@ def test_config_imports_only_the_standard_library():
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             assert not any(n.split(".")[0] in third_party for n in names), names
+
+
+def test_the_package_imports_nothing_from_the_repository_folders():
+    """`bench/`, `experiments/` and `tests/` use the package; the package never imports them."""
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            problems += [f"{path.relative_to(PACKAGE)} imports {n}" for n in names
+                         if n.split(".")[0] in ("bench", "experiments", "tests")]
+    assert not problems, "\n".join(problems)

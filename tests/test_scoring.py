@@ -1,5 +1,5 @@
 """Scoring rules against the official scripts' outputs (tests/golden/scoring/, made by running
-the official llava-torch scorers) and against values derived by hand from benchmarks.md."""
+the official llava-torch scorers) and against values derived by hand from docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_llavabench_parse_and_summary_match_official():
     assert ours == printed
 
 
-# ------------------------------------------------------------------ hand-derived (benchmarks.md)
+# ------------------------------------------------------------- hand-derived (docs/benchmarks.md)
 def test_soft_score_counts_other_annotators():
     # m matching annotators among 10: 0 -> 0, 1 -> 0.3, 2 -> 0.6, 3 -> 0.9, >=4 -> 1
     for m, expected in ((0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (10, 1.0)):

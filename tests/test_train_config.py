@@ -26,7 +26,8 @@ def test_presets_carry_the_official_hyperparameters():
 def test_global_batch_is_kept_across_process_counts():
     config = TrainConfig(stage=FINETUNE)  # micro-batch 16
     assert [config.accumulation_steps(w) for w in (1, 2, 8)] == [8, 4, 1]
-    assert config.total_steps(665298) == 5198  # spec §5.1: ceil(665298 / 128)
+    # docs/official-behaviour.md, 'Hyperparameters': ceil(665298 / 128) steps, 156 of warm-up
+    assert config.total_steps(665298) == 5198
     assert warmup_steps(config.total_steps(665298), 0.03) == 156
     assert TrainConfig(stage=PRETRAIN).total_steps(558128) == 2181
     with pytest.raises(ValueError, match="not a multiple"):

@@ -1,18 +1,21 @@
-"""`bench/binding_toy.py`: its questions name the object they ask about, and its loop runs."""
+"""`experiments/binding_toy/binding_toy.py`: its questions name the object they ask about, and its
+loop runs."""
 
 from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
-from bench_scripts import load_bench
+
+from tests.bench_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def toy():
-    return load_bench("binding_toy")
+    return load_script(Path(__file__).with_name("binding_toy.py"))
 
 
 def test_the_answer_is_the_colour_of_the_object_the_question_names(toy):

@@ -1,10 +1,10 @@
 """Does stage 2, run by `llava15.train` on a finished demo's backbones, teach look-ups? How many samples?
 
-`bench/binding_toy.py` shows the demo's 2-layer LLM learns to answer a question about one object
-among the image tokens (a two-step look-up) only with one-step look-ups beside it. This script
-asks the same of the real thing: the demo's tower, stage-0 LLM, stage-1 projector, tokenizer,
-vicuna_v1 prompt and the stage-2 recipe (`FINETUNE`: cosine schedule, 3% warm-up, clipping),
-on a one-purpose data set of new scenes:
+`experiments/binding_toy/binding_toy.py` shows the demo's 2-layer LLM learns to answer a question
+about one object among the image tokens (a two-step look-up) only with one-step look-ups beside
+it. This script asks the same of the real thing: the demo's tower, stage-0 LLM, stage-1
+projector, tokenizer, vicuna_v1 prompt and the stage-2 recipe (`FINETUNE`: cosine schedule, 3%
+warm-up, clipping), on a one-purpose data set of new scenes:
 
 * **one-step** (the inventory): `List the objects by shape, each shape followed by its color.`
   -> `circle red, square blue` (the shapes that occur once, in random order): each colour comes
@@ -13,27 +13,10 @@ on a one-purpose data set of new scenes:
 * with `--two-kinds`, half of the inventories go the other way (`color -> shape`).
 
 After training it reads, teacher-forced on 200 new scenes, the colour after each shape word of
-an inventory and the first answer token of a colour question. Measured with this script on this
-box, on `/tmp/s4/d4` (the seed-0 demo), batch 16 and lr 1e-3 unless said, 10-12 steps a second:
+an inventory and the first answer token of a colour question. The measurements and what they
+answer are in `experiments/lookup_stage2/NOTES.md`.
 
-| data: `--samples`, `--one-hop-share` (records) | epochs (steps) | one-step | two-step |
-|---|---|---|---|
-| 5000, 1 (3502) | 2 (438) | 0.96 | - |
-| 2400, 1 (1685) | 2 (212) | 0.47 | - |
-| 5000, 1, `--two-kinds` (3270) | 2 (410) | 0.51 | - |
-| the same | 4 (820) | 0.91 | - |
-| 20000, 0.3 (13755) | 1 (860) | 0.93 | 0.53 |
-| the same | 2 (1720) | 0.99 | **0.99** |
-| the same, `--batch-size 8` | 1 (1720) | 0.89 | 0.60 |
-| the same, `--lr 2e-3` / `3e-3` | 1 (860) | 0.93 / 0.96 | 0.70 / **0.99** |
-
-So the loop and the backbones are fine, and what a look-up needs is data of its own: about
-3,500 inventories twice over for a one-step look-up (two kinds at half the share each learn
-neither in the same steps, both in twice the steps), and for the question about 19,000 beside
-8,000 inventories. The demo's stage 2 has 24,000 image samples for ten question types. A higher
-learning rate, which helps here, hurt the full mixture (issue 4's note).
-
-    .venv/bin/python bench/lookup_stage2.py --demo demo-out --out /tmp/lookup [--one-hop-share 0.3]
+    .venv/bin/python experiments/lookup_stage2/lookup_stage2.py --demo demo-out --out /tmp/lookup [--one-hop-share 0.3]
 """
 
 from __future__ import annotations

@@ -1,20 +1,22 @@
-"""`bench/lookup_stage2.py`: its records say what the scene shows, in the official format."""
+"""`experiments/lookup_stage2/lookup_stage2.py`: its records say what the scene shows, in the
+official format."""
 
 from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
-from bench_scripts import load_bench
 
 from llava15.world.synth.scene import random_scene
 from llava15.world.synth.vocab import WORDS
+from tests.bench_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_bench("lookup_stage2")
+    return load_script(Path(__file__).with_name("lookup_stage2.py"))
 
 
 def test_records_name_each_object_with_its_own_attribute(bench):

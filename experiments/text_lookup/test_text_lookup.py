@@ -1,8 +1,10 @@
-"""bench/text_lookup.py: answer spans in the stage-0 corpus, question types, scoring."""
+"""`experiments/text_lookup/text_lookup.py`: answer spans in the stage-0 corpus, question types,
+scoring."""
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +15,9 @@ from llava15.world.synth.questions import QUESTION_TYPES, ask
 from llava15.world.synth.scene import random_scene
 from llava15.world.synth.stage_data import finetune_record, paragraph
 from llava15.world.synth.vocab import WORDS
-from tests.bench_scripts import load_bench
+from tests.bench_scripts import load_script
 
-lookup = load_bench("text_lookup")
+lookup = load_script(Path(__file__).with_name("text_lookup.py"))
 
 
 @pytest.fixture(scope="module")

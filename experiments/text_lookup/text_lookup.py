@@ -12,17 +12,9 @@ It also counts the answers whose tokens in the corpus differ from their tokens i
 prompt (" ASSISTANT: red"): an answer that begins a line has no space before it, and the
 tokenizer splits such a word into pieces ("t", "riangle") that no stage-2 answer uses.
 
-Measured on the seed-0 demo of a044776 (the last 600 short-answer records, 1,759 answers, 11 s):
-overall 0.26; colour 0.00, shape 0.41, count 0.32, size 0.55, existence 0.48, position 0.12,
-relation 0.00, scene 0.31, OCR 0.00, detail 0.00: at or below chance, as issue 4's notes found
-with earlier corpora. None of the 1,759 answers is tokenized as in stage 2. A corpus rendered in
-the vicuna_v1 template instead (each answer after " ASSISTANT: ", as stage 2 shows it; a
-throwaway variant of this script scored it) gave 0.31 after the same 400 steps, 0.36 with the
-loss on the answers weighted 10:1 against the rest, and 0.47 after 1200 steps; the demo trained
-on the weighted one reached 0.570 against the blind 0.373 (main: 0.627 against 0.337), so the
-corpus format was left as it is.
+The measurements and what they answer are in `experiments/text_lookup/NOTES.md`.
 
-    .venv/bin/python bench/text_lookup.py demo-out [--records 600]
+    .venv/bin/python experiments/text_lookup/text_lookup.py demo-out [--records 600]
 """
 
 from __future__ import annotations

@@ -10,21 +10,14 @@ LLM reads) and fits linear probes, on 70% of the tokens, tested on the rest:
 
 Chance (the majority class) is printed beside each probe. A probe far above chance whose question
 type the demo still answers at the blind baseline says the LLM, not the tower, is what fails to
-read it. Measured on the seed-0 demo of 4aa9534 (all 4000 pretraining images): column and row
-1.00, shape 0.96, colour 1.00, size 1.00, word 0.71, while its position and OCR questions sat at
-the blind baseline (0.50 and 0.02).
+read it.
 
 The probes standardise every dimension first, so they find a property however faint. Beside them
 is each property's share of the tokens' variance (between-class over total, on the raw tokens),
 for the tower's output and for the projected tokens: how loud the property is in what the LLM
-attends over. Measured on the seed-0 demo of 64e6b3b (1000 images; column and row over every
-cell, the rest over occupied ones): tower column 0.10, row 0.10, shape 0.18, colour 0.35, size
-0.06; projected column 0.014, row 0.013, shape 0.54, colour 0.32, size 0.015 (probes 0.97-1.00
-on both). The projector, trained on captions that name colours and shapes, turns those up and
-the rest down to about 1%: that demo's size and position questions, and its size and place
-inventories, stayed at chance.
+attends over. The measurements and what they answer are in `experiments/world_probe/NOTES.md`.
 
-    .venv/bin/python bench/world_probe.py demo-out [--checkpoint demo-out/finetune] [--images N]
+    .venv/bin/python experiments/world_probe/world_probe.py demo-out [--checkpoint demo-out/finetune] [--images N]
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Official LoRA checkpoints (spec §5.5, §6.3 branch 1), merged on load without peft.
+"""Official LoRA checkpoints, merged on load without peft (docs/official-behaviour.md, 'Checkpoint
+saving' and 'How the official loader picks a layout').
 
 Files: `adapter_config.json` (peft LoraConfig), `adapter_model.safetensors` or `adapter_model.bin`
 (keys `base_model.model.<module>.lora_A.weight` / `lora_B.weight`, peft having dropped the adapter

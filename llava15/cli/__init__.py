@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("llava15.cli.predict", "answer a question file (drop-in for model_vqa_loader)"),
     "chat": ("llava15.cli.chat", "multi-turn chat in the terminal, streaming"),
     "convert": ("llava15.cli.convert", "convert a checkpoint to the llava-hf layout"),
+    "export-gguf": ("llava15.cli.export_gguf", "write the two GGUF files llama.cpp and ollama run"),
     "eval": ("llava15.cli.eval", "run benchmarks end to end: answers, official scores, report"),
     "score": ("llava15.cli.score", "score answers / write submissions as the official scripts do"),
     "train": ("llava15.cli.train", "train one stage of the recipe (pretrain | finetune)"),

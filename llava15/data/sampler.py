@@ -1,9 +1,10 @@
 """The order in which training samples are visited, and how it is cut into micro-batches.
 
 `get_length_grouped_indices` and `get_modality_length_grouped_indices` reproduce
-`llava/train/llava_trainer.py` (spec §5.4) rule for rule. The official code draws from the global
-torch RNG; here one explicit `torch.Generator` is passed through every draw in the same order, so
-seeding it with s gives the official list after `torch.manual_seed(s)` (golden test).
+`llava/train/llava_trainer.py` rule for rule (docs/official-behaviour.md, 'Modality-grouped length
+sampler'). The official code draws from the global torch RNG; here one explicit `torch.Generator`
+is passed through every draw in the same order, so seeding it with s gives the official list after
+`torch.manual_seed(s)` (golden test).
 
 Sharding follows HF Trainer + accelerate: the index list is cut into micro-batches of B, and
 consecutive micro-batches are dealt round-robin to the processes (`micro_batches_for_step`).

@@ -1,4 +1,4 @@
-"""The VQA answer normaliser in its two official variants (benchmarks.md section 1).
+"""The VQA answer normaliser in its two official variants (docs/benchmarks.md, 'VQA answer normaliser').
 
 `normalize_answer` is the EvalAI processor of LLaVA's `m4c_evaluator.EvalAIAnswerProcessor`
 (used by eval_textvqa.py and the VQAv2 / VizWiz submission converters): lower-case, delete `,`

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Response-format suffixes of the paper's prompts (benchmarks.md section 0).
+# Response-format suffixes of the paper's prompts (docs/benchmarks.md, 'Response-format suffixes').
 SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
 MULTIPLE_CHOICE = "\nAnswer with the option's letter from the given choices directly."
 MULTIPLE_CHOICE_CN = "\n请直接回答选项字母。"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-# The paper's column order and its numbers (MODEL_ZOO at HEAD; spec llava-1.5.md §9.1).
+# The paper's column order and its numbers (MODEL_ZOO at HEAD; docs/benchmarks.md, 'Headline numbers').
 COLUMNS = ("vqav2", "gqa", "vizwiz", "sqa", "textvqa", "pope", "mme", "mmbench", "mmbench_cn",
            "seed", "llavabench", "mmvet")
 TITLES = {"vqav2": "VQAv2", "gqa": "GQA", "vizwiz": "VizWiz", "sqa": "SciQA-IMG",

@@ -7,7 +7,7 @@
 - `sqa_letter`: llava/eval/eval_science_qa.py.
 - `mmbench_infer`: the MMBench evaluator's answer matching (lmms-eval's MMBench_Evaluator).
 - `mme_parse` / `mme_category_score`: MME eval_tool/calculation.py.
-Every function is pure; see benchmarks.md for the rules and their quirks.
+Every function is pure; see docs/benchmarks.md for the rules and their quirks.
 """
 
 from __future__ import annotations

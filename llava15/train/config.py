@@ -1,7 +1,7 @@
 """Training configuration: the paper's recipe as data.
 
 `StageConfig` carries one stage's hyperparameters; `PRETRAIN`, `FINETUNE` and `FINETUNE_LORA` are
-the official `scripts/v1_5/{pretrain,finetune,finetune_lora}.sh` values (spec §5.1).
+the official `scripts/v1_5/{pretrain,finetune,finetune_lora}.sh` values (docs/official-behaviour.md, 'Hyperparameters').
 `TrainConfig` adds what a run needs besides the recipe (data, model sources, output, hardware).
 
 Overrides are dotted and typed: `--stage=pretrain` picks a preset, `--stage.lr=2e-4` changes one

@@ -1,4 +1,4 @@
-"""What a stage leaves behind (spec §5.5).
+"""What a stage leaves behind (docs/official-behaviour.md, 'Checkpoint saving').
 
 `pretrain`: the projector alone, as `projector.safetensors` (our names) and the official
 `mm_projector.bin` (keys `model.mm_projector.{0,2}.{weight,bias}`), with a `config.json` that

@@ -1,4 +1,4 @@
-"""Where the model to train comes from (spec §5.1-5.2).
+"""Where the model to train comes from (docs/official-behaviour.md, 'Hyperparameters' and 'What trains in each stage').
 
 * `--llm DIR --vision-tower DIR` (official stage 1, and stage 2 with `--pretrain-mm-mlp-adapter`):
   an ordinary `LlamaForCausalLM` directory (config.json, safetensors or .bin, tokenizer) and a

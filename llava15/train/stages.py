@@ -1,4 +1,4 @@
-"""What trains in each stage (spec §5.2), as one explicit, logged decision.
+"""What trains in each stage (docs/official-behaviour.md, 'What trains in each stage'), as one explicit, logged decision.
 
 `pretrain`: the projector only (the official `tune_mm_mlp_adapter`). `finetune`: the projector and
 every LLM parameter (embeddings, decoder, norm, lm_head). LoRA: the projector and the adapters;

@@ -3,8 +3,9 @@
 1. A LLaMA-style SentencePiece tokenizer trained on the synthetic text.
 2. A tiny LLaMA LLM pretrained on that text (next-token prediction): it plays Vicuna.
 3. A tiny CLIP vision tower trained contrastively against a tiny text tower on the stage-1
-   captions: it plays CLIP ViT-L/14. The feasibility run in DESIGN.md found this step decisive:
-   joint training from random weights learns to ignore the image.
+   captions: it plays CLIP ViT-L/14. This step is what makes the recipe work at this size:
+   trained jointly from random weights, the model learns to ignore the image
+   (docs/design.md, 'The offline world').
 
 Each is saved as an ordinary directory (`backbones.py`), so stages 1 and 2 load them exactly
 as they load the real backbones.

@@ -6,7 +6,7 @@ photographs (no download) with plain numpy arithmetic; nothing is random.
 
 `build_cases()` returns name -> PIL image. Photo cases cover aspect ratios (square, wide, tall,
 tiny, one pixel wide, odd sizes, a short side equal to the target); mode cases cover every PIL mode
-the brief names: RGBA, LA, P (no transparency, index transparency, per-entry transparency), L, 1,
+the official loaders meet (docs/official-behaviour.md, 'Image preprocessing'): RGBA, LA, P (no transparency, index transparency, per-entry transparency), L, 1,
 CMYK, I;16, I and F.
 """
 

@@ -1,5 +1,6 @@
 """Multiple-choice benchmarks: MMBench / MMBench-CN (TSV, base64 images, circular copies),
-SEED-Bench (image part) and ScienceQA-IMG (benchmarks.md §6-§8)."""
+SEED-Bench (image part) and ScienceQA-IMG, in their official layouts (docs/benchmarks.md,
+'MMBench and MMBench-CN', 'SEED-Bench' and 'ScienceQA-IMG')."""
 
 from __future__ import annotations
 

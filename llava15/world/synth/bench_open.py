@@ -1,6 +1,6 @@
 """Free-form benchmarks judged by a model: LLaVA-Bench (in-the-wild) and MM-Vet
-(benchmarks.md §9, §10). Reference answers come from the scene, in the style of the judges'
-references."""
+(docs/benchmarks.md, 'LLaVA-Bench (in-the-wild)' and 'MM-Vet'). Reference answers come from the
+scene, in the style of the judges' references."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Short-answer benchmarks with annotations: VQAv2, GQA, VizWiz, TextVQA (benchmarks.md §2, §3).
+"""Short-answer benchmarks with annotations: VQAv2, GQA, VizWiz, TextVQA (docs/benchmarks.md,
+'VQAv2', 'GQA', 'VizWiz' and 'TextVQA').
 
 Question files carry the response-format suffix in `text`, as the official LLaVA files do.
 """

@@ -1,5 +1,5 @@
 """Yes/no benchmarks: POPE (three negative-sampling splits) and MME (14 categories, question
-pairs per image) in their official layouts (benchmarks.md §4, §5)."""
+pairs per image) in their official layouts (docs/benchmarks.md, 'POPE' and 'MME')."""
 
 from __future__ import annotations
 

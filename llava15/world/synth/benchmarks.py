@@ -1,6 +1,6 @@
 """The held-out benchmarks: id -> (official directory, writer, size at a given eval unit).
 
-Ids follow `scripts/v1_5/eval/*.sh` names (DESIGN.md); directories are the official
+Ids follow `scripts/v1_5/eval/*.sh` names (docs/design.md, 'Naming'); directories are the official
 `playground/data/eval/<dir>` names, so a harness written against that layout runs here.
 """
 

@@ -1,4 +1,4 @@
-"""The high-resolution question set (issue 7): details that a one-tile view cannot resolve.
+"""The high-resolution question set: details that a one-tile view cannot resolve.
 
 An HD image is four ordinary scenes, each drawn at the tower's own resolution and pasted as the
 quadrants of one image twice that size, on a background of fine checks: one-pixel squares of two

@@ -121,12 +121,10 @@ def inventory(scene: Scene, key: str, value: str, rng: random.Random) -> str:
     The value word comes right after the word that names the object, so predicting it is a
     single look-up in the image tokens. A 2-layer LLM learns such one-step look-ups within a few
     hundred steps, and with them the two-step ones that questions need ('What color is the
-    circle?', answered after the whole prompt): without them it did not learn the second in
-    3000 steps (measured on oracle image tokens, see issue 4's note). The size and place
-    inventories widened the demo's gap to the blind model on two seeds of the 450-question
-    suite; its overall accuracy moved within seed noise. After two epochs the demo still answers
-    those two inventories at chance; with twice as many it reads sizes right 0.77 of the time
-    (issue 4's notes)."""
+    circle?', answered after the whole prompt): without them it does not learn the second
+    (experiments/binding_toy/NOTES.md). The size and place inventories widen the demo's gap to
+    the blind model more than they move its overall accuracy, though the demo still answers them
+    near chance (README.md, 'The offline demo')."""
     keys = Counter(getattr(o, key) for o in scene.objects)
     items = [f"{getattr(o, key)} {getattr(o, value)}" for o in scene.objects if keys[getattr(o, key)] == 1]
     rng.shuffle(items)

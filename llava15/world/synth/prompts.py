@@ -1,7 +1,8 @@
 """The paper's response-format prompts and the instruction lists, exact strings.
 
 Suffixes are appended to a question after a newline, as in `llava_v1_5_mix665k.json` and the
-official evaluation question files (spec §4, benchmarks.md §0).
+official evaluation question files (docs/official-behaviour.md, 'Response-format prompts';
+docs/benchmarks.md, 'Response-format suffixes').
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Training data: stage-1 captions (`pretrain.json`) and the stage-2 mixture (`finetune.json`).
 
-Formats follow `blip_laion_cc_sbu_558k.json` and `llava_v1_5_mix665k.json` (spec §4.1, §5.6):
+Formats follow `blip_laion_cc_sbu_558k.json` and `llava_v1_5_mix665k.json`
+(docs/official-behaviour.md, 'Training data files'):
 `[{"id", "image"?, "conversations": [{"from": "human"|"gpt", "value"}...]}]`, `<image>` in the
 first human turn only, several QA pairs of one image merged into one multi-turn sample with the
 response-format suffix on every human turn.
@@ -31,9 +32,9 @@ Turns = list[tuple[str, str, str]]  # (human, gpt, question type) per round
 # tokens) or box (about 25) outweighs dozens of one-word answers, the rounds that teach the
 # model to find the object a question names. "inventory" ("circle red, square blue") is not in
 # the official mixture either: it gives the one-step look-ups that this 2-layer LLM needs
-# thousands of before it answers questions about the objects (issue 4's notes: at 25% it
-# lifted 2 epochs of stage 2 from 0.656 to 0.673 on seed 0 and from 0.538 at one epoch to 0.670
-# on seed 2; the long kinds were cut to make room).
+# thousands of before it answers questions about the objects (experiments/binding_toy/NOTES.md,
+# experiments/lookup_stage2/NOTES.md). At a quarter of the image samples they raise the demo's
+# accuracy; the long kinds were cut to make room.
 MIXTURE: tuple[tuple[str, float], ...] = (
     ("vqa", 0.55), ("mc", 0.05), ("conv", 0.04), ("detail", 0.02), ("ocr", 0.04),
     ("region", 0.02), ("unanswerable", 0.02), ("cn", 0.01), ("inventory", 0.25),
