@@ -7,8 +7,10 @@ stage-2 training step of the offline world's model shapes (CLIP 3 x 128 at 96 px
 batch 16, rows of 50-150 tokens) in fresh processes, each configuration alone and beside one
 busy-looping process:
 
-* `threads=N active`: OpenMP's default wait policy (spin, then sleep);
+* `threads=N active`: libgomp's default (a waiting thread spins 300,000 times, then sleeps);
+* `threads=N spin 1000`: `GOMP_SPINCOUNT=1000` (a short spin);
 * `threads=N passive`: `OMP_WAIT_POLICY=PASSIVE` (a waiting thread sleeps at once);
+* `threads=1`: one thread, nothing to wait for;
 * `llava15 default`: what the `llava15` command chooses (`llava15.cli.threads.configure_threads`).
 
 It prints ms per step, and for each configuration the slowdown under load (busy / quiet), and
@@ -79,7 +81,7 @@ def child(steps: int) -> None:
 
 
 def measure(env_extra: dict, steps: int, busy: bool, use_cli_default: bool) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env.update(env_extra)
     code = ("from llava15.cli.threads import configure_threads; configure_threads(None); "
             if use_cli_default else "")
@@ -104,6 +106,8 @@ def main() -> None:
     args = parser.parse_args()
     cpus = len(os.sched_getaffinity(0))
     configs = {f"threads={cpus} active": ({"OMP_NUM_THREADS": str(cpus)}, False),
+               f"threads={cpus} spin 1000": ({"OMP_NUM_THREADS": str(cpus), "GOMP_SPINCOUNT": "1000"},
+                                             False),
                f"threads={cpus} passive": ({"OMP_NUM_THREADS": str(cpus),
                                             "OMP_WAIT_POLICY": "PASSIVE"}, False),
                "threads=1": ({"OMP_NUM_THREADS": "1"}, False),
