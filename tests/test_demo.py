@@ -34,9 +34,12 @@ def test_every_stage_completes_and_losses_fall(demo):
 
 
 def test_model_beats_the_blind_baseline(demo):
+    """By a margin (the smoke run gains about 0.11 overall, 0.6 on the background colour, which
+    only the image tells), not by a rounding: a model that ignored its image would fail both."""
     _, results = demo
     model, blind = results["accuracy"]["model"], results["accuracy"]["blind"]
-    assert model["overall"] > blind["overall"], (model, blind)
+    assert model["overall"] >= blind["overall"] + 0.05, (model, blind)
+    assert model["per_type"]["scene"] >= blind["per_type"]["scene"] + 0.3, (model, blind)
 
 
 def test_report_files_and_resume(demo):
