@@ -157,3 +157,22 @@ def image_features(llava, pixel_values, cls_last: bool = False):
         for layer in tower.encoder.layers[:layers]:
             x = layer(x)
         return llava.multi_modal_projector(x[:, 1:])[0].numpy()
+
+
+def llamacpp_pixels(image: Image.Image, size: int, image_mean, image_std):
+    """llama.cpp's LLaVA-1.5 preprocessing as measured: the long side resized to `size` keeping
+    the aspect ratio (the short side rounded up), PIL-equal bicubic, then centred on a square of
+    the mean colour (122, 116, 104), then normalised. The official order is the other way round:
+    pad to a square first, then resize (`expand2square`)."""
+    import math
+
+    import numpy as np
+    import torch
+
+    w, h = image.size
+    nw, nh = (size, max(1, math.ceil(h * size / w))) if w >= h else (max(1, math.ceil(w * size / h)), size)
+    canvas = Image.new("RGB", (size, size), (122, 116, 104))
+    canvas.paste(image.convert("RGB").resize((nw, nh), Image.BICUBIC), ((size - nw) // 2, (size - nh) // 2))
+    array = np.asarray(canvas, np.float32) / 255.0
+    array = (array - np.asarray(image_mean, np.float32)) / np.asarray(image_std, np.float32)
+    return torch.from_numpy(array.transpose(2, 0, 1)[None].copy())

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 from checkpoint_fixtures import GOLDEN
-from llamacpp_check import ask_llamacpp, ask_ours, image_features, llamacpp_image_features, open_llamacpp
+from llamacpp_check import (ask_llamacpp, ask_ours, image_features, llamacpp_image_features,
+                            llamacpp_pixels, open_llamacpp)
 from PIL import Image
 
 pytest.importorskip("llama_cpp")
@@ -88,6 +89,26 @@ def test_llama_cpp_image_features_are_our_weights_in_its_graph(tiny):
         scale = np.abs(theirs).max()
         assert np.abs(theirs - as_llama_cpp).max() / scale < 5e-3
         assert np.abs(theirs - official).max() / scale > 0.1
+
+
+def test_llama_cpp_resizes_then_pads_where_llava_pads_then_resizes(tiny):
+    """Non-square images: llama.cpp resizes the long side to the tower's size and then centres
+    the image on the mean colour; the official `expand2square` pads first and resizes after.
+    Square images of any size agree; for non-square ones the features differ by 10-30% of their
+    largest value on this tower."""
+    engine, pair = tiny
+    model = open_llamacpp(pair.llm, pair.mmproj, engine.template.system)
+    width, size = engine.config.text.hidden_size, engine.image_config.crop_size[0]
+    rng = np.random.default_rng(1)
+    for w, h in ((56, 56), (56, 28), (28, 56), (60, 20), (100, 70)):
+        image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        theirs = llamacpp_image_features(model, image, width)
+        scale = np.abs(theirs).max()
+        measured = llamacpp_pixels(image, size, engine.image_config.image_mean, engine.image_config.image_std)
+        official = process_images([image], engine.image_config, "pad")
+        assert np.abs(theirs - image_features(engine.model, measured, cls_last=True)).max() / scale < 5e-3
+        difference = np.abs(theirs - image_features(engine.model, official, cls_last=True)).max() / scale
+        assert (difference < 5e-3) == (w == h), (w, h, difference)
 
 
 def test_trained_model_answers_agree_mostly(tmp_path, request):
