@@ -181,11 +181,16 @@ def drop_pages(tensor: torch.Tensor) -> None:
     (MADV_DONTNEED): they leave the process's resident set, and are read from the file again if
     touched. Only for tensors `torch.load(mmap=True)` made, whose map is private and unwritten,
     so nothing is lost (on ordinary memory it would zero the data)."""
+    drop_range(tensor.data_ptr(), tensor.numel() * tensor.element_size())
+
+
+def drop_range(start: int, nbytes: int) -> None:
+    """`drop_pages` for the whole pages of `nbytes` at address `start` of a read-only or private,
+    unwritten file mapping."""
     madvise = _madvise()
     if madvise is None:
         return
-    start = tensor.data_ptr()
-    end = start + tensor.numel() * tensor.element_size()
+    end = start + nbytes
     page = mmap.PAGESIZE
     first, last = -(-start // page) * page, end // page * page
     if last > first:

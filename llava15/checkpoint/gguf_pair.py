@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from llava15.checkpoint.files import TensorInfo, WeightFile
+from llava15.checkpoint.files import TensorInfo, WeightFile, drop_range
 from llava15.checkpoint.gguf import hf_name, unpermute_rotary
 from llava15.config import LlavaConfig, TextConfig, VisionConfig
 from llava15.data.image import ImageProcessorConfig
@@ -199,6 +199,9 @@ class GGUFTensors(WeightFile):
             if key.endswith(suffix):
                 array = unpermute_rotary(array, heads)
         out.copy_(torch.from_numpy(np.require(array, requirements=["C", "W"])))
+        # the reader maps the file read-only: hand the tensor's pages back once copied, so the
+        # file does not stay resident beside the weights it was read into
+        drop_range(t.data.ctypes.data, t.data.nbytes)
 
 
 def llm_key(name: str) -> str:
