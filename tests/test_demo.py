@@ -86,3 +86,35 @@ def test_lookup_bench_trains_stage2_on_the_demo_and_probes(demo, tmp_path):
     accuracy = bench.probe(tmp_path / "run", scenes=8)
     assert set(accuracy) == {"one_step", "two_step"}
     assert all(0.0 <= a <= 1.0 for a in accuracy.values())
+
+
+def test_planned_steps_fit_the_time_left():
+    from llava15.world.demo import planned_steps
+
+    assert planned_steps(100.0, 0.5, 60, 6.0) == 200             # what fits
+    assert planned_steps(1000.0, 0.5, 60, 6.0) == 360            # at most 6 epochs
+    assert planned_steps(-5.0, 0.5, 60, 6.0) == 15               # at least a quarter epoch
+    assert planned_steps(7.9, 0.5, 60, 6.0) == 15 and planned_steps(8.0, 0.5, 60, 6.0) == 16
+
+
+def test_time_budget_plans_stage2_and_keeps_the_plan(demo, tmp_path):
+    """Stage 2 on the smoke demo's world and stage 1 under a budget: the plan (measured step
+    time, steps, epochs) is in results.json, stage 2 runs exactly the planned steps with its
+    schedule ending there, and a re-run keeps the plan instead of making a new one."""
+    import dataclasses
+
+    from llava15.world.demo import run_demo
+
+    out, _ = demo
+    budget = dataclasses.replace(smoke_config(str(tmp_path / "budget")), shared_from=str(out),
+                                 reuse_pretrain=True, minutes=0.9, max_finetune_epochs=2.0)
+    results = run_demo(budget, show_progress=False)
+    plan = results["plan"]
+    assert plan["budget_s"] == 54.0 and plan["step_s"] > 0 and plan["steps_per_epoch"] > 0
+    assert plan["steps_per_epoch"] / 4 <= plan["steps"] <= 2 * plan["steps_per_epoch"]
+    rows = [json.loads(x) for x in (tmp_path / "budget" / "finetune" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == plan["steps"] and rows[-1]["step"] == plan["steps"]
+    assert rows[-1]["lr"] < 0.05 * max(r["lr"] for r in rows)  # the cosine ends at the planned step
+    assert not (tmp_path / "budget" / "finetune-warmup").exists()
+    again = run_demo(budget, show_progress=False)
+    assert again["plan"] == plan and again["accuracy"] == json.loads(json.dumps(results["accuracy"]))

@@ -14,6 +14,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo-out", help="output directory (resumable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true", help="a short run (about a minute) for CI")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=10.0,
+                        help="time budget of the whole run (default 10): stage 2 trains as many "
+                             "steps as fit after a measured warm-up")
+    budget.add_argument("--epochs", type=int, default=None,
+                        help="a fixed recipe instead of the budget: this many stage-2 epochs "
+                             "(the same run on any machine)")
     p.add_argument("--ablate", action="store_true",
                    help="also train the paper's variants (linear projector, no response-format "
                         "prompts, 50%% of the stage-2 data) and print them side by side")
@@ -65,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
 
         config = smol_config(args.out, args.seed, args.device, smoke=args.smoke)
     else:
-        config = smoke_config(args.out, args.seed) if args.smoke else DemoConfig(out=args.out, seed=args.seed)
+        if args.smoke:  # the fixed one-minute recipe of CI
+            config = smoke_config(args.out, args.seed)
+        elif args.epochs is not None:
+            config = DemoConfig(out=args.out, seed=args.seed, finetune_epochs=args.epochs)
+        else:
+            config = DemoConfig(out=args.out, seed=args.seed, minutes=args.minutes)
         config = dataclasses.replace(config, device=args.device)
     if args.ablate:
         run_ablation(config)

@@ -227,6 +227,7 @@ def steps_of(loader: DataLoader, accumulation: int):
 class Trained:
     state: TrainerState
     model: Llava  # this process's trained model (sharded parameters under FSDP)
+    steps_per_epoch: int = 0  # optimizer steps in one pass over the (subsampled) data
 
 
 def train(config: TrainConfig, runtime: Runtime) -> Trained:
@@ -271,7 +272,7 @@ def train(config: TrainConfig, runtime: Runtime) -> Trained:
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
     progress.close()
     finish(run, state)
-    return Trained(state, run.objective.llava)
+    return Trained(state, run.objective.llava, run.steps_per_epoch)
 
 
 def llava_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

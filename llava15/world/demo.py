@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,10 @@ class DemoConfig:
     pretrain_fraction: float = 1.0  # share of the stage-1 captions trained on
     micro_batch: int | None = None  # None: each batch at once; else gradient accumulation
     eval_limit: int | None = None  # None: every held-out question
+    # A time budget for the whole run: stage 2 gets as many steps as the time left allows after
+    # a measured warm-up (`plan_finetune`), instead of `finetune_epochs`. None: the fixed recipe.
+    minutes: float | None = None
+    max_finetune_epochs: float = 6.0  # the planned stage 2 never runs longer than this
     # Ablation variants reuse the base run's world and backbones (and its stage-1 projector
     # when the projector type is the same) instead of training them again.
     shared_from: str = ""
@@ -181,19 +186,70 @@ def train_config(cfg: DemoConfig, out: Path, stage: str):
     ).validate()
 
 
-def stage_train(cfg: DemoConfig, out: Path, stage: str) -> dict:
+def run_training(config) -> "object":
     from llava15.train.distributed import init_runtime, shutdown
     from llava15.train.loop import train
 
+    runtime = init_runtime(0, 1, 0, config.device)
+    try:
+        return train(config, runtime)
+    finally:
+        shutdown(runtime)
+
+
+def stage_train(cfg: DemoConfig, out: Path, stage: str, plan: dict | None = None) -> dict:
     # A stage killed after it saved a checkpoint (the last one is saved before the stage's
     # outputs and done-marker are written) continues from it; without one it starts over.
     config = dataclasses.replace(train_config(cfg, out, stage), resume=True)
-    runtime = init_runtime(0, 1, 0, cfg.device)
-    try:
-        trained = train(config, runtime)
-    finally:
-        shutdown(runtime)
+    if plan is not None:  # exactly the planned steps, the learning-rate schedule over them
+        stage_config = dataclasses.replace(config.stage, epochs=max(1, math.ceil(plan["epochs"])))
+        config = dataclasses.replace(config, stage=stage_config, max_steps=plan["steps"])
+    trained = run_training(config)
     return {"steps": trained.state.step}
+
+
+WARMUP_STEPS = 8  # stage-2 steps timed to plan the rest; the first two are left out (warm caches)
+RESERVE_S = 30.0  # evaluation and the report after stage 2
+
+
+def planned_steps(left_s: float, step_s: float, per_epoch: int, max_epochs: float) -> int:
+    """The stage-2 steps that fit in `left_s` at `step_s` each, at least a quarter epoch (below
+    that the mixture is not even seen once per kind) and at most `max_epochs`."""
+    fits = int(max(0.0, left_s) // step_s)
+    return max(math.ceil(per_epoch / 4), min(fits, int(per_epoch * max_epochs)))
+
+
+def plan_finetune(cfg: DemoConfig, out: Path, elapsed_s: float) -> dict:
+    """How many stage-2 steps fit in what is left of `cfg.minutes`: time a short warm-up run
+    of stage 2 (thrown away), then take the steps that fit after the reserve for evaluation and
+    a 3% margin, at least a quarter epoch and at most `max_finetune_epochs`."""
+    import shutil
+    import statistics
+
+    warmup_dir = out / "finetune-warmup"
+    shutil.rmtree(warmup_dir, ignore_errors=True)
+    config = dataclasses.replace(train_config(cfg, out, "finetune"), out=str(warmup_dir),
+                                 max_steps=WARMUP_STEPS)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, check=False))
+    started = time.perf_counter()
+    trained = run_training(config)
+    warmup_s = time.perf_counter() - started
+    rows = [json.loads(line) for line in (warmup_dir / "metrics.jsonl").read_text().splitlines()]
+    step_s = statistics.median(r["seconds"] for r in rows[2:] or rows)
+    overhead_s = max(0.0, warmup_s - sum(r["seconds"] for r in rows))
+    shutil.rmtree(warmup_dir, ignore_errors=True)
+    budget_s = 60.0 * cfg.minutes
+    left_s = budget_s - elapsed_s - warmup_s - overhead_s - RESERVE_S - 0.03 * budget_s
+    per_epoch = trained.steps_per_epoch
+    steps = planned_steps(left_s, step_s, per_epoch, cfg.max_finetune_epochs)
+    plan = {"budget_s": budget_s, "elapsed_before_s": round(elapsed_s, 1),
+            "warmup_s": round(warmup_s, 1), "step_s": round(step_s, 4), "steps": steps,
+            "steps_per_epoch": per_epoch, "epochs": round(steps / per_epoch, 3)}
+    if steps * step_s > max(0.0, left_s):
+        log.warning("the budget leaves no time for stage 2: training the minimum, %d steps", steps)
+    log.info("plan: stage 2 at %.0f ms a step -> %d steps (%.2f epochs) in %.0f of %.0f s",
+             1000 * step_s, steps, plan["epochs"], steps * step_s, budget_s)
+    return plan
 
 
 def stage_evaluate(cfg: DemoConfig, out: Path) -> dict:
@@ -252,9 +308,12 @@ def run_demo(cfg: DemoConfig, show_progress: bool = True) -> dict:
         run_stage(out, "stage0", lambda: stage0(cfg, out, progress), timings)
     if not cfg.reuse_pretrain:
         run_stage(out, "pretrain", lambda: stage_train(cfg, out, "pretrain"), timings)
-    run_stage(out, "finetune", lambda: stage_train(cfg, out, "finetune"), timings)
+    plan = None
+    if cfg.minutes is not None:  # a resumed run keeps the plan it made (its done-marker)
+        plan = run_stage(out, "plan", lambda: plan_finetune(cfg, out, sum(timings.values())), timings)
+    run_stage(out, "finetune", lambda: stage_train(cfg, out, "finetune", plan), timings)
     suite = run_stage(out, "evaluate", lambda: stage_evaluate(cfg, out), timings)
-    return write_report(out, suite, timings, cfg.data_dir())
+    return write_report(out, suite, timings, cfg.data_dir(), plan)
 
 
 ABLATIONS = {  # the paper's comparisons (its Table 4 rows), name -> changes to the base recipe

@@ -60,10 +60,14 @@ def accuracy_chart(suite: dict, path: Path) -> Path:
     return path
 
 
-def write_report(out: Path, suite: dict, timings: dict, data_dir: Path) -> dict:
+def write_report(out: Path, suite: dict, timings: dict, data_dir: Path, plan: dict | None = None) -> dict:
+    """`results.json`, the chart and the printed table; `plan` is the time budget's stage-2 plan
+    (measured step time, steps, epochs) when the run had one."""
     results = {"accuracy": {"model": suite["model"], "blind": suite["blind"]},
                "seconds_per_stage": timings, "seconds_total": round(sum(timings.values()), 1),
                "examples": examples(out, data_dir)}
+    if plan is not None:
+        results["plan"] = plan
     (out / "results.json").write_text(json.dumps(results, indent=2))
     accuracy_chart(suite, out / "accuracy.png")
     print(table(suite))
@@ -73,6 +77,10 @@ def write_report(out: Path, suite: dict, timings: dict, data_dir: Path) -> dict:
         print(f"  {mark} [{e['type']}] {e['question']}  ->  {e['model']!r} | {e['blind']!r}")
     print("\nseconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
           + f" (total {results['seconds_total']:.0f})")
+    if plan is not None:
+        print(f"time budget {plan['budget_s'] / 60:g} min: stage 2 measured at "
+              f"{1000 * plan['step_s']:.0f} ms a step -> {plan['steps']} steps "
+              f"({plan['epochs']:.2f} epochs)")
     print(f"results: {out / 'results.json'}; charts: {out / 'accuracy.png'}, "
           f"{out / 'pretrain'}/*.png, {out / 'finetune'}/*.png")
     return results
