@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_parity_hf import hf_to_ours  # noqa: E402  (the key table the parity tests use)
 
 from llava15.config import LlavaConfig, TextConfig, VisionConfig  # noqa: E402
-from llava15.infer.generate import SamplingParams, generate, use_fast_weight_layout  # noqa: E402
+from llava15.infer.generate import SamplingParams, generate, optimize_for_cpu  # noqa: E402
 from llava15.model.llava import Llava  # noqa: E402
 
 IMAGE_TOKEN = 31999
@@ -48,7 +48,7 @@ def build(seed: int = 0):
                          image_token_index=IMAGE_TOKEN)
     ours = Llava(config).eval()
     ours.load_state_dict(hf_to_ours(hf.state_dict()))
-    use_fast_weight_layout(ours)  # as the Engine does
+    optimize_for_cpu(ours)  # as load_engine does
     return hf, ours
 
 

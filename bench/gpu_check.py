@@ -260,7 +260,7 @@ def header(setup: Setup) -> list[str]:
 
 def check_logits(setup: Setup) -> Iterator[Row]:
     from llava15.config import tiny
-    from llava15.infer.generate import SamplingParams, generate, use_fast_weight_layout
+    from llava15.infer.generate import SamplingParams, generate, optimize_for_cpu
     from llava15.model.llava import Llava
 
     config = tiny()
@@ -269,7 +269,7 @@ def check_logits(setup: Setup) -> Iterator[Row]:
     fp32 = copy.deepcopy(cpu_model).to(device)
     bf16 = copy.deepcopy(cpu_model).to(device=device, dtype=torch.bfloat16)
     for model in (cpu_model, fp32, bf16):
-        use_fast_weight_layout(model)  # as the Engine does after placing a model
+        optimize_for_cpu(model)  # as load_engine does after placing a model
 
     g = torch.Generator().manual_seed(1)
     vocab, n_image = config.text.vocab_size, config.num_image_tokens
@@ -322,7 +322,7 @@ def build_speed_models(setup: Setup) -> tuple[LlavaConfig, Llava, torch.nn.Modul
     import transformers
 
     from llava15.config import llava_v15_7b, tiny
-    from llava15.infer.generate import use_fast_weight_layout
+    from llava15.infer.generate import optimize_for_cpu
     from llava15.model.llava import Llava
 
     config = tiny() if setup.dry_run else llava_v15_7b()
@@ -342,7 +342,7 @@ def build_speed_models(setup: Setup) -> tuple[LlavaConfig, Llava, torch.nn.Modul
             raise ValueError(f"rope_theta {text.rope_theta} is not transformers' default {theta}")
         hf = transformers.LlamaForCausalLM(hf_config).eval()
     hf.load_state_dict(ours.language_model.state_dict())  # our names are LlamaForCausalLM's
-    use_fast_weight_layout(ours)
+    optimize_for_cpu(ours)
     return config, ours, hf
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from llava15.config import tiny
-from llava15.infer.generate import SamplingParams, generate, use_fast_weight_layout
+from llava15.infer.generate import SamplingParams, generate, optimize_for_cpu
 from llava15.model.llava import Llava
 from random_llava import random_llava
 
@@ -51,7 +51,7 @@ def test_fused_model_gives_the_unfused_logits_tokens_and_state_dict(variant, n_t
     plain = random_model(variant)
     fused = copy.deepcopy(plain)
     before = {k: v.clone() for k, v in plain.state_dict().items()}
-    use_fast_weight_layout(fused)
+    optimize_for_cpu(fused)
     assert fused.language_model.model.layers[0].self_attn.qkv_weight is not None
     after = fused.state_dict()
     assert list(after) == list(before)
@@ -69,8 +69,8 @@ def test_fused_model_gives_the_unfused_logits_tokens_and_state_dict(variant, n_t
 
 def test_fusing_twice_and_loading_weights_after_fusing_keep_one_set_of_values():
     model = random_model("gqa")
-    use_fast_weight_layout(model)
-    use_fast_weight_layout(model)
+    optimize_for_cpu(model)
+    optimize_for_cpu(model)
     other = random_model("gqa")
     with torch.no_grad():
         for p in other.parameters():
@@ -84,7 +84,7 @@ def test_fusing_twice_and_loading_weights_after_fusing_keep_one_set_of_values():
 def test_gradients_reach_the_parameters_of_a_fused_model():
     plain = random_model("qkv_bias")
     fused = copy.deepcopy(plain)
-    use_fast_weight_layout(fused)
+    optimize_for_cpu(fused)
     ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
     for model in (plain, fused):
         model(ids, labels=ids).loss.backward()

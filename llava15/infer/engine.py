@@ -19,7 +19,7 @@ from llava15.data.anyres import process_anyres_image
 from llava15.data.conversation import Template, get_template, render_prompt
 from llava15.data.image import ImageProcessorConfig, load_image, process_images
 from llava15.data.tokenizer import Tokenizer, expand_image_tokens, tokenizer_image_token
-from llava15.infer.generate import SamplingParams, check_context, generate_tokens, use_fast_weight_layout
+from llava15.infer.generate import SamplingParams, check_context, generate_tokens, optimize_for_cpu
 from llava15.infer.textstream import StopStrings, TextDeltas
 from llava15.model.anyres import image_token_count
 from llava15.model.llava import Llava
@@ -40,7 +40,6 @@ class Engine:
     def __init__(self, model: Llava, tokenizer: Tokenizer, image_config: ImageProcessorConfig,
                  conv_mode: str = "vicuna_v1", model_id: str = "llava15") -> None:
         self.model = model.eval()
-        use_fast_weight_layout(self.model)
         self.tokenizer = tokenizer
         self.image_config = image_config
         self.template: Template = get_template(conv_mode)
@@ -194,6 +193,8 @@ def load_engine(path: str | Path, *, model_base: str | None = None, vision_tower
     loaded = load_llava(path, model_base=model_base, vision_tower=vision_tower, placement=request,
                         mmproj=mmproj)
     tokenizer = load_tokenizer(loaded.tokenizer_dir)
+    # where inference starts: the weights laid out (and q/k/v, gate/up fused) for this machine
+    optimize_for_cpu(loaded.model)
     return Engine(loaded.model, tokenizer, loaded.image_processor,
                   conv_mode or loaded.config.conv_mode, model_id=model_name_from_path(path))
 

@@ -19,7 +19,7 @@ from llava15.model.llama import MLP, Attention
 def widening_column_major(weight: torch.Tensor) -> torch.Tensor:
     """A weight (out, in) with out > in stored column-major (same shape and values, transposed
     strides): this CPU's BLAS runs x @ W^T faster on a contiguous W^T at decode batch sizes
-    (see `llava15.infer.generate.use_fast_weight_layout`). Other weights as they are."""
+    (see `llava15.infer.generate.optimize_for_cpu`). Other weights as they are."""
     if weight.shape[0] > weight.shape[1]:
         return weight.t().contiguous().t()
     return weight

@@ -57,9 +57,11 @@ def check_context(prompt_length: int, limit: int, what: str = "the prompt") -> N
                                  f"the model's context is {limit}")
 
 
-def use_fast_weight_layout(model: torch.nn.Module) -> None:
-    """Lay out the weights for fast decoding on the current thread count, then fuse each
-    decoder layer's q/k/v and gate/up projections (`llava15.infer.fuse`).
+def optimize_for_cpu(model: torch.nn.Module) -> None:
+    """The one call that tunes a model for inference on this machine, made where inference
+    starts (`load_engine`; an `Engine` built around a model leaves it as given): lay out the
+    weights for fast decoding on the current thread count, then fuse each decoder layer's q/k/v
+    and gate/up projections (`llava15.infer.fuse`).
 
     With several threads, weights stay row-major: `llava15.model.linear` computes few-row
     products fastest on that layout. On one thread that form loses, and `F.linear` is fastest

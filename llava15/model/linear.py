@@ -7,7 +7,7 @@ on 2 threads: the 32000 x 512 lm_head at 8 rows takes 5.2 ms this way against 14
 `F.linear` (10.5 ms on a column-major copy); a 4096 x 4096 layer at 4 rows 3.1 ms against
 9.4 ms. On one thread the form loses (the lm_head at 1 row: 4.8 ms against 2.3 ms on a
 column-major copy; the 512-wide layers up to 1.7x), so there `F.linear` serves, and
-`llava15.infer.generate.use_fast_weight_layout` stores wide weights column-major instead.
+`llava15.infer.generate.optimize_for_cpu` stores wide weights column-major instead.
 `bench/generate_speed.py` shows the end-to-end effect. Results differ from `F.linear` only by
 float summation order.
 
