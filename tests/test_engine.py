@@ -202,3 +202,18 @@ def test_predict_batches_by_image_and_writes_in_question_order(engine, tmp_path)
     assert [x["text"] for x in lines] == [json.loads(x)["text"] for x in one.read_text().splitlines()]
     assert summary.answered == 7 and [s["question_id"] for s in summary.skipped] == ["gone"]
     assert max(images_per_call) == 1  # each batch of two asks about one image
+
+
+def test_one_chunking_for_predict_and_eval(tmp_path, capsys):
+    """`--num-chunks/--chunk-idx` of predict and torchrun's shards of eval are the official
+    `get_chunk`; a chunk index out of range is a one-line error, before any model is loaded."""
+    from llava15.cli import main
+    from llava15.infer.question import chunk
+
+    assert [chunk(list(range(5)), 2, i) for i in (0, 1)] == [[0, 1, 2], [3, 4]]
+    assert chunk(list(range(5)), 3, 2) == [4] and chunk([], 2, 1) == []
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question_id": 1, "text": "hi"}\n')
+    assert main(["predict", "--model", str(tmp_path / "no-model"), "--question-file", str(questions),
+                 "--answers-file", str(tmp_path / "a.jsonl"), "--num-chunks", "2", "--chunk-idx", "5"]) == 2
+    assert "error: chunk index 5 is outside 0..1" in capsys.readouterr().err

@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
     from llava15.data.image import ImageError
     from llava15.infer.generate import ContextLengthError, SamplingParams
-    from llava15.infer.predict import QuestionFileError, predict, read_questions, split_chunk
+    from llava15.infer.predict import QuestionFileError, predict, read_questions
+    from llava15.infer.question import chunk
 
     if args.num_beams != 1:
         print("error: beam search is not supported (the official evaluation uses num_beams=1)",
@@ -93,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     setup_torch(args.threads)
     try:
-        questions = split_chunk(read_questions(args.question_file), args.num_chunks, args.chunk_idx)
-    except (OSError, QuestionFileError) as e:
+        questions = chunk(read_questions(args.question_file), args.num_chunks, args.chunk_idx)
+    except (OSError, QuestionFileError, ValueError) as e:  # ValueError: a --chunk-idx out of range
         print(f"error: {e}", file=sys.stderr)
         return 2
     engine = load_engine_for(args, "llava_v1")

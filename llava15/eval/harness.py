@@ -16,7 +16,6 @@ contiguous chunk into `answers.rank{r}.jsonl`; rank 0 merges in chunk order.
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from llava15.eval.answers import drop_unfinished_line
 from llava15.infer.engine import Engine, Request
 from llava15.infer.generate import ContextLengthError, SamplingParams
 from llava15.infer.order import by_image
+from llava15.infer.question import chunk
 
 
 @dataclass
@@ -70,11 +70,6 @@ def answer_line(question, text: str, model_id: str) -> dict:
         if key in question.extra:
             record[key] = question.extra[key]
     return record
-
-
-def shard(items: Sequence, rank: int, world: int) -> list:
-    size = math.ceil(len(items) / world) if items else 0
-    return list(items[rank * size:(rank + 1) * size])
 
 
 def answer_questions(engine: Engine, questions: Sequence, image_root: Path, out_path: Path,
@@ -191,7 +186,7 @@ def run_benchmark(module, name: str, engine: Engine, data_dir: str | Path, out_d
     bench_out.mkdir(parents=True, exist_ok=True)
     questions = module.load(data_dir)
     part = bench_out / (f"answers.rank{rank}.jsonl" if world > 1 else "answers.jsonl")
-    answer_questions(engine, shard(questions, rank, world), image_root(module, data_dir),
+    answer_questions(engine, chunk(questions, world, rank), image_root(module, data_dir),
                      part, run, batch_size, progress, max_new_tokens)
     run.seconds = time.perf_counter() - started
     if world > 1:

@@ -1,18 +1,13 @@
-"""The benchmark question record and the small file helpers every benchmark module shares.
-
-A `Question` is what the evaluation harness needs to ask the model one question exactly as the
-official scripts do: the image (a path relative to the benchmark's image folder, raw image
-bytes for MMBench's base64 TSV, or None), the prompt text without the image token (including
-the response-format suffix the official question file or script appends), and the official
-`max_new_tokens`. Benchmark-specific data (options, categories, MMBench rounds) lives in `extra`.
-"""
+"""The small file helpers every benchmark module shares, and the question record they fill
+(`llava15.infer.question.Question`, the one `predict` and the offline world use too)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from llava15.infer.question import Question
 
 # Response-format suffixes of the paper's prompts (docs/benchmarks.md, 'Response-format suffixes').
 SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
@@ -23,24 +18,6 @@ MULTIPLE_CHOICE_CN = "\n请直接回答选项字母。"
 # model_vqa_mmbench.py at most 1024.
 SHORT_MAX_NEW_TOKENS = 128
 LONG_MAX_NEW_TOKENS = 1024
-
-
-@dataclass(frozen=True)
-class Question:
-    """One question as the official inference script would pose it.
-
-    `text` is the user turn without the image token; the harness sends `"<image>\\n" + text`
-    when `image` is not None. `image` is a relative path (str) under the module's image root,
-    raw encoded image bytes (MMBench), or None (text-only ScienceQA questions).
-    `extra` may hold `prompt` (the answer file's `prompt` field when it differs from `text`,
-    as in ScienceQA), and MMBench's `round_id`, `options`, `option_char`.
-    """
-
-    question_id: Any
-    image: str | bytes | None
-    text: str
-    max_new_tokens: int
-    extra: dict = field(default_factory=dict)
 
 
 def locate(data_dir: str | Path, relative: str, official_root: str, what: str = "file") -> Path:

@@ -8,7 +8,6 @@ Question lines: `{"question_id", "image"?, "text", "category"?}`. Answer lines:
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,18 +18,11 @@ from llava15.data.image import ImageError, load_image
 from llava15.infer.engine import Engine, Request
 from llava15.infer.generate import ContextLengthError, SamplingParams
 from llava15.infer.order import by_image
+from llava15.infer.question import Question
 
 
 class QuestionFileError(ValueError):
     """A malformed question file; the message names the file and the line."""
-
-
-@dataclass(frozen=True)
-class Question:
-    question_id: object
-    text: str
-    image: str | None = None
-    line: int = 0
 
 
 @dataclass
@@ -57,16 +49,9 @@ def read_questions(path: str | Path) -> list[Question]:
                 raise QuestionFileError(f"{path}:{line_no}: missing key(s) {', '.join(missing)}")
             if not isinstance(record["text"], str):
                 raise QuestionFileError(f"{path}:{line_no}: 'text' must be a string")
-            questions.append(Question(record["question_id"], record["text"], record.get("image"), line_no))
+            questions.append(Question(record["question_id"], record.get("image"), record["text"],
+                                      line=line_no))
     return questions
-
-
-def split_chunk(items: Sequence, num_chunks: int, chunk_idx: int) -> list:
-    """The official `get_chunk`: contiguous chunks of ceil(n / k) items."""
-    if not 0 <= chunk_idx < num_chunks:
-        raise ValueError(f"chunk index {chunk_idx} is outside 0..{num_chunks - 1}")
-    size = math.ceil(len(items) / num_chunks)
-    return list(items[chunk_idx * size:(chunk_idx + 1) * size])
 
 
 def predict(engine: Engine, questions: Sequence[Question], image_folder: str | Path,

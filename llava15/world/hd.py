@@ -77,11 +77,13 @@ def evaluate_variant(cfg: HDConfig, name: str) -> dict:
     from tqdm import tqdm
 
     from llava15.infer.engine import load_engine
-    from llava15.world.suite import SuiteItem, answer_items, summarize, write_records
+    from llava15.infer.question import Question
+    from llava15.world.suite import answer_items, summarize, write_records
 
     data = cfg.out() / "data"
     rows = [json.loads(line) for line in (data / "hd_eval.jsonl").read_text().splitlines()]
-    items = [SuiteItem(r["question_id"], r["image"], r["text"], r["type"], [r["answer"]] * 10)
+    items = [Question(r["question_id"], r["image"], r["text"],
+                      extra={"type": r["type"], "references": [r["answer"]] * 10})
              for r in rows]
     engine = load_engine(cfg.out() / name, conv_mode="vicuna_v1")
     records = answer_items(engine, items, data / "images", batch_size=32,

@@ -9,10 +9,10 @@ against ten human-style answers, and `types.json` gives each question's type.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -23,6 +23,7 @@ from llava15.eval.question import read_json
 from llava15.eval.scoring import normalize_answer, vqaeval_accuracy
 from llava15.infer.engine import Engine, Request
 from llava15.infer.generate import SamplingParams
+from llava15.infer.question import Question
 
 GRAY = (128, 128, 128)
 
@@ -43,22 +44,14 @@ def answer_suite(engine: Engine, eval_dir: str | Path, blind: bool = False, batc
     uniform gray one of the same size. `limit`: only the first questions (the file mixes types)."""
     questions, types, references = load_suite(eval_dir)
     questions = questions[:limit]
-    items = [SuiteItem(q.question_id, q.image, q.text, types[str(q.question_id)],
-                       references[q.question_id]) for q in questions]
+    items = [dataclasses.replace(q, extra={"type": types[str(q.question_id)],
+                                           "references": references[q.question_id]})
+             for q in questions]
     return answer_items(engine, items, vqav2.image_root(Path(eval_dir) / "vqav2"), blind,
                         batch_size, max_new_tokens, progress)
 
 
-@dataclass(frozen=True)
-class SuiteItem:
-    question_id: object
-    image: str            # relative to the image root
-    text: str             # the question with its response-format prompt
-    type: str
-    references: list[str]  # the reference answers (ten for VQAv2; one repeated elsewhere)
-
-
-def answer_items(engine: Engine, items: list[SuiteItem], root: Path, blind: bool = False,
+def answer_items(engine: Engine, items: list[Question], root: Path, blind: bool = False,
                  batch_size: int = 32, max_new_tokens: int = 16, progress=None) -> list[dict]:
     """Greedy answers in batches, each scored as the official VQAv2 pipeline scores: the
     EvalAI answer processor (convert_vqav2_for_submission.py), then the VQA accuracy."""
@@ -75,8 +68,8 @@ def answer_items(engine: Engine, items: list[SuiteItem], root: Path, blind: bool
             prompt = build_question_prompt(engine.template, q.text, with_image=True)
             requests.append(Request(prompt, [image], params))
         for q, answer in zip(batch, engine.generate(requests)):
-            records.append({"question_id": q.question_id, "type": q.type, "answer": answer,
-                            "accuracy": vqaeval_accuracy(normalize_answer(answer), q.references)})
+            records.append({"question_id": q.question_id, "type": q.extra["type"], "answer": answer,
+                            "accuracy": vqaeval_accuracy(normalize_answer(answer), q.extra["references"])})
         if bar is not None:
             bar.update(len(batch))
     if bar is not None:
