@@ -11,6 +11,15 @@ import os
 import pytest
 
 
+@pytest.fixture(scope="session")
+def smoke_demo(tmp_path_factory):
+    """The smoke demo, trained once per session: `(out, results)`. Tests only read it."""
+    from llava15.world.demo import run_demo, smoke_config
+
+    out = tmp_path_factory.mktemp("smoke-demo")
+    return out, run_demo(smoke_config(str(out)), show_progress=False)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("CI") != "true":
         return

@@ -12,10 +12,8 @@ from llava15.world.demo import done_marker, run_demo, smoke_config
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    results = run_demo(smoke_config(str(out)), show_progress=False)
-    return out, results
+def demo(smoke_demo):
+    return smoke_demo
 
 
 def losses(run_dir) -> list[float]:

@@ -111,17 +111,16 @@ def test_llama_cpp_resizes_then_pads_where_llava_pads_then_resizes(tiny):
         assert (difference < 5e-3) == (w == h), (w, h, difference)
 
 
-def test_trained_model_answers_agree_mostly(tmp_path, request):
+def test_trained_model_answers_agree_mostly(smoke_demo, tmp_path):
     """The smoke demo's trained model on the held-out suite's square images, greedy, the
     official prompt on both sides: the share of identical answers is measured and bounded."""
-    from llava15.world.demo import run_demo, smoke_config
+    from llava15.world.demo import smoke_config
     from llava15.world.suite import load_suite
 
-    config = smoke_config(str(tmp_path / "demo"))
-    run_demo(config, show_progress=False)
-    pair = export_gguf(tmp_path / "demo" / "finetune", tmp_path / "gguf", name="smoke")
-    engine = load_engine(tmp_path / "demo" / "finetune", conv_mode="vicuna_v1", device="cpu",
-                         dtype="float32")
+    out, _ = smoke_demo
+    config = smoke_config(str(out))
+    pair = export_gguf(out / "finetune", tmp_path / "gguf", name="smoke")
+    engine = load_engine(out / "finetune", conv_mode="vicuna_v1", device="cpu", dtype="float32")
     model = open_llamacpp(pair.llm, pair.mmproj, engine.template.system)
     questions, _, _ = load_suite(config.data_dir() / "eval")
     root = config.data_dir() / "eval" / "vqav2" / "test2015"
