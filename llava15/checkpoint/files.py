@@ -29,7 +29,9 @@ SAFETENSORS_DTYPES = {
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
     "BOOL": torch.bool,
 }
-CHUNK_BYTES = 16 << 20  # converting reads go through a buffer of at most this size
+CHUNK_BYTES = 4 << 20  # converting reads go through a buffer of at most this size (a fixed cost beside
+# the weights: 4 MiB is 2.5% of a 160 MB test model; converting 512 MB of float32 to bfloat16
+# took 0.11-0.13 s through 4 MiB, 0.16-0.18 s through 16 MiB)
 # (single file, index of shards) in the order a directory is searched
 WEIGHT_FILES = (("model.safetensors", "model.safetensors.index.json"),
                 ("pytorch_model.bin", "pytorch_model.bin.index.json"))
