@@ -1,4 +1,5 @@
-"""Two processes on gloo with FSDP2 give the losses of one process at the same global batch."""
+"""Two processes on gloo (FSDP2, or DDP with the shared-prefix pass) give the losses and the
+weights of one process at the same global batch."""
 
 from __future__ import annotations
 
@@ -63,10 +64,17 @@ def losses(run_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+DDP_SHARED_PREFIX = ("--strategy=ddp", "--shared_prefix=true", "--gradient_checkpointing=false")
+
+
 @pytest.mark.parametrize("stage,packing,rule,extra", [("finetune", False, "mean_per_microbatch", ()),
                                                       ("pretrain", True, "token_weighted", ()),
-                                                      ("finetune", True, "mean_per_microbatch", ANYRES)],
-                         ids=["finetune", "pretrain-packed", "anyres-finetune-packed"])
+                                                      ("finetune", True, "mean_per_microbatch", ANYRES),
+                                                      ("finetune", False, "mean_per_microbatch",
+                                                       DDP_SHARED_PREFIX),
+                                                      ("pretrain", True, "token_weighted", ("--strategy=ddp",))],
+                         ids=["finetune", "pretrain-packed", "anyres-finetune-packed",
+                              "ddp-finetune-shared-prefix", "ddp-pretrain-packed"])
 def test_two_processes_match_one(tmp_path, stage, packing, rule, extra):
     """AnyRes: per-image views and sizes through packing and FSDP2; micro-batches without an image
     still give `image_newline` its (zero) gradient on every process."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LOSS_NORMALIZATIONS = ("mean_per_microbatch", "token_weighted")
+STRATEGIES = ("fsdp", "ddp")
 MERGE_TYPES = ("flat", "spatial", "spatial_unpad")
 
 
@@ -94,9 +95,13 @@ class TrainConfig:
     packing: bool = False
     pack_length: int | None = None  # None: data.model_max_length
     # The rows' common prefix (system prompt) once, the rest in calls by length: the same loss
-    # with fewer positions (`llava15.train.shared_prefix`). One process, no packing, no
-    # gradient checkpointing.
+    # with fewer positions (`llava15.train.shared_prefix`). No packing, no gradient
+    # checkpointing, and with several processes only the "ddp" strategy.
     shared_prefix: bool = False
+    # Several processes: "fsdp" shards the model (FSDP2, for models that fit only in pieces);
+    # "ddp" keeps the whole model on every process and averages gradients once a step (for
+    # models that fit on each: no gathering of weights in every layer call).
+    strategy: str = "fsdp"
     gradient_checkpointing: bool = True
     max_steps: int | None = None  # None: epochs x steps per epoch
     save_steps: int = 500
@@ -129,6 +134,8 @@ class TrainConfig:
                              f"got {self.loss_normalization!r}")
         if self.stage.name not in ("pretrain", "finetune"):
             raise ValueError(f"stage.name must be 'pretrain' or 'finetune', got {self.stage.name!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         known = {"projector", "language_model", "vision_tower", "lora"}
         if unknown := set(self.stage.trainable) - known:
             raise ValueError(f"stage.trainable has unknown components {sorted(unknown)}; known: {sorted(known)}")

@@ -1,7 +1,10 @@
 """Processes and sharding: the only module that knows about torch.distributed.
 
-One process: the model runs as is. Several processes (torchrun): FSDP2 (`fully_shard`), one unit
-per decoder layer, one for the projector, the rest in the root unit. A frozen vision tower is left
+One process: the model runs as is. Several processes (torchrun), strategy "ddp": every process
+holds the whole model and the gradients are averaged once a step (`average_gradients`, one
+all-reduce per bucket, the DistributedDataParallel algorithm without its module wrapper, so that
+every forward path, the shared-prefix pass included, is covered). Strategy "fsdp": FSDP2
+(`fully_shard`), one unit per decoder layer, one for the projector, the rest in the root unit. A frozen vision tower is left
 out of sharding (`ignored_params`): every process keeps a full copy, as LLaVA's trick of hiding it
 in a list does. gloo on CPU, nccl on CUDA; bf16 parameters with fp32 gradient reduction on GPU.
 """
@@ -57,9 +60,9 @@ def shutdown(runtime: Runtime) -> None:
         dist.destroy_process_group()
 
 
-def shard(objective: Objective, runtime: Runtime) -> nn.Module:
-    """Wrap for the runtime: nothing on one process, FSDP2 on several."""
-    if not runtime.distributed:
+def shard(objective: Objective, runtime: Runtime, strategy: str = "fsdp") -> nn.Module:
+    """Wrap for the runtime: nothing on one process or with "ddp", FSDP2 on several."""
+    if not runtime.distributed or strategy == "ddp":
         return objective
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -77,6 +80,39 @@ def shard(objective: Objective, runtime: Runtime) -> nn.Module:
     ignored = set() if tower_trains else set(tower.parameters())
     fully_shard(objective, mp_policy=policy, ignored_params=ignored)
     return objective
+
+
+BUCKET_BYTES = 25 << 20  # DistributedDataParallel's default bucket size
+
+
+def average_gradients(params: list[nn.Parameter], runtime: Runtime) -> None:
+    """Replace each gradient by its mean over processes, in flat buckets of about
+    `BUCKET_BYTES`. A parameter one process did not reach counts as a zero gradient there; one
+    that no process reached keeps no gradient, as in one process (the optimizer skips it)."""
+    if not runtime.distributed:
+        return
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    reached = torch.tensor([float(p.grad is not None) for p in params], device=runtime.device)
+    dist.all_reduce(reached)
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    bucket: list[torch.Tensor] = []
+    size = 0
+    for i, p in enumerate(params):
+        bucket.append(p.grad)
+        size += p.grad.numel() * p.grad.element_size()
+        if size >= BUCKET_BYTES or i == len(params) - 1:
+            flat = _flatten_dense_tensors(bucket)
+            dist.all_reduce(flat)
+            flat /= runtime.world_size
+            for grad, mean in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
+                grad.copy_(mean)
+            bucket, size = [], 0
+    for p, count in zip(params, reached.tolist()):
+        if count == 0:
+            p.grad = None
 
 
 def all_reduce_sum(values: list[float], runtime: Runtime) -> list[float]:

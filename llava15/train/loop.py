@@ -36,7 +36,7 @@ from llava15.data.tokenizer import load_tokenizer
 from llava15.train.config import TrainConfig, save_json
 from llava15.model.anyres import image_token_count
 from llava15.model.llava import Llava
-from llava15.train.distributed import Runtime, all_reduce_sum, shard
+from llava15.train.distributed import Runtime, all_reduce_sum, average_gradients, shard
 from llava15.train.export import export_model, export_projector
 from llava15.train.init import Initial, build_initial
 from llava15.train.lora import apply_lora, merge_lora
@@ -105,11 +105,11 @@ def prepare(config: TrainConfig, runtime: Runtime) -> Run:
     dataset = build_dataset(config, initial)
     objective = Objective(model).to(runtime.device).train()
     objective.keep_units_busy = runtime.distributed
-    if config.shared_prefix and runtime.distributed:
-        raise ValueError("shared_prefix runs in one process only (FSDP units would be gathered once "
-                         "per decoder call); turn it off for distributed training")
+    if config.shared_prefix and runtime.distributed and config.strategy == "fsdp":
+        raise ValueError("shared_prefix with several processes needs --strategy ddp (FSDP units "
+                         "would be gathered once per decoder call)")
     objective.shared_prefix = config.shared_prefix
-    wrapped = shard(objective, runtime)
+    wrapped = shard(objective, runtime, config.strategy)
     stage = config.stage
     optimizer = torch.optim.AdamW(param_groups(model, stage), lr=stage.lr, betas=(stage.adam_beta1, stage.adam_beta2),
                                   eps=stage.adam_eps, weight_decay=stage.weight_decay)
@@ -161,10 +161,11 @@ def placeholder_batch(pad_id: int) -> Batch:
 
 
 def forward_backward(run: Run, batch: Batch, scale: float, last: bool) -> torch.Tensor:
-    if run.runtime.distributed:
+    fsdp = run.runtime.distributed and run.config.strategy == "fsdp"
+    if fsdp:
         run.wrapped.set_requires_gradient_sync(last)  # reduce once per optimizer step
     batch = batch.to(run.runtime.device)
-    autocast = run.runtime.use_bf16 and not run.runtime.distributed  # FSDP2 casts by its own policy
+    autocast = run.runtime.use_bf16 and not fsdp  # FSDP2 casts by its own policy
     with torch.autocast(run.runtime.device.type, dtype=torch.bfloat16, enabled=autocast):
         loss_sum = run.wrapped(batch.input_ids, batch.labels, batch.attention_mask, batch.position_ids,
                                batch.pixel_values, batch.image_sizes)
@@ -191,6 +192,8 @@ def train_step(run: Run, batches: list[Batch], state: TrainerState) -> dict:
     for k, (batch, scale) in enumerate(zip(batches, scales)):
         usable = batch if batch.input_ids.shape[0] else placeholder_batch(pad_id)
         total += forward_backward(run, usable, scale, k == len(batches) - 1).double().cpu()
+    if run.config.strategy == "ddp":  # FSDP2 reduced during the last backward
+        average_gradients([p for p in run.objective.parameters() if p.requires_grad], run.runtime)
     grad_norm = clip_gradients(run)
     run.optimizer.step()
     run.scheduler.step()
