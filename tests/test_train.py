@@ -153,6 +153,6 @@ def test_shared_prefix_and_token_cache_train_the_same_steps_and_refuse_several_p
     assert len(expected) == 8 and got == pytest.approx(expected, rel=1e-4)  # 32 samples / 8 x 2
     run = prepare(dataclasses.replace(fast, out=str(tmp_path / "wired")), Runtime())
     assert run.objective.shared_prefix and run.dataset.text_cache is not None  # the flags reach them
-    with pytest.raises(ValueError, match="one process only"):
+    with pytest.raises(ValueError, match="needs --strategy ddp"):
         prepare(config_for(world, tmp_path / "two", "finetune", shared_prefix="true", **common),
                 Runtime(world_size=2))
