@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from llava15.cli import main
-from llava15.data.check import check_dataset
+from llava15.data.check import check_dataset, merge_checks
 from test_train_world import make_backbones, make_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,6 +105,23 @@ def test_each_kind_of_problem_is_counted_once_with_its_record(world):
     assert len(check.lengths) == 8 and sorted(check.lengths)[-2] > 128 and max(check.lengths) > 200
     low, median, p95, high = check.length_stats()
     assert low == min(check.lengths) and high == p95 == max(check.lengths) and low < median < 128
+
+
+def test_shares_of_the_data_merge_into_the_whole_check(world):
+    """What several training processes do: each checks every second record, the checks merge
+    into the one-process summary (counts, lengths, examples of every kind)."""
+    dataset = dataset_of(world, world["data"])
+    whole = check_dataset(dataset, progress=False)
+    shares = [check_dataset(dataset, progress=False, indices=range(r, len(dataset), 2)) for r in (0, 1)]
+    assert sum(s.samples for s in shares) == whole.samples and all(s.samples for s in shares)
+    merged = merge_checks(shares)
+    assert merged.format() != shares[0].format()
+    for name in ("samples", "with_image", "images_missing", "mismatched", "fully_masked", "truncated",
+                 "first_turn_gpt", "rejected"):
+        assert getattr(merged, name) == getattr(whole, name), name
+    assert sorted(merged.lengths) == sorted(whole.lengths)
+    assert set(merged.examples) == set(whole.examples)
+    assert merged.length_stats() == whole.length_stats() and merged.bad == whole.bad
 
 
 def test_a_wrong_template_shows_as_every_sample_mismatched(world):

@@ -11,13 +11,15 @@ beside them: such samples still train, on less than the record holds.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import statistics
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from textwrap import shorten
 
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from llava15.data.conversation import SEP_PLAIN, Template
@@ -191,24 +193,42 @@ def _add_example(check: DataCheck, name: str, example: Example, limit: int) -> N
 
 
 def check_dataset(dataset: LazySupervisedDataset, *, num_workers: int = 0, examples: int = 5,
-                  progress: bool | None = None) -> DataCheck:
-    """Count what training would do with every record of `dataset`.
+                  progress: bool | None = None, indices: Sequence[int] | None = None) -> DataCheck:
+    """Count what training would do with every record of `dataset` (or the records `indices`
+    names: a process's share, see `merge_checks`).
 
     Records are read by `num_workers` DataLoader workers (0: in this process); `examples` records of
     each kind are kept; `progress` shows a tqdm bar (None: when stderr is a terminal). `dataset` is
     not modified. Every record is counted once in `samples`; nothing is left out.
     """
     check = DataCheck(dataset.template.name, dataset.model_max_length)
+    inspector = _Inspector(dataset)
+    chosen = inspector if indices is None else Subset(inspector, list(indices))
     # `list` as collate_fn keeps the outcomes as they are; batches of 64 keep worker traffic low
-    loader = DataLoader(_Inspector(dataset), batch_size=64, collate_fn=list,
-                        num_workers=num_workers)
-    with tqdm(total=len(dataset), desc="check-data", unit="sample",
+    loader = DataLoader(chosen, batch_size=64, collate_fn=list, num_workers=num_workers)
+    with tqdm(total=len(chosen), desc="check-data", unit="sample",
               disable=None if progress is None else not progress) as bar:
         for batch in loader:
             for outcome in batch:
                 _count(check, outcome, dataset.records[outcome.index].get("id"), examples)
             bar.update(len(batch))
     return check
+
+
+def merge_checks(checks: Sequence[DataCheck], examples: int = 5) -> DataCheck:
+    """One summary of checks over disjoint shares of the same data: counts and lengths added,
+    the first `examples` of each kind kept (in the order of `checks`)."""
+    merged = DataCheck(checks[0].template, checks[0].model_max_length)
+    for check in checks:
+        for f in dataclasses.fields(DataCheck):
+            value = getattr(check, f.name)
+            if isinstance(value, int) and f.name != "model_max_length":
+                setattr(merged, f.name, getattr(merged, f.name) + value)
+        merged.lengths += check.lengths
+        for kind, found in check.examples.items():
+            kept = merged.examples.setdefault(kind, [])
+            kept += found[:max(0, examples - len(kept))]
+    return merged
 
 
 def _count(check: DataCheck, o: _Outcome, rid: object, examples: int) -> None:

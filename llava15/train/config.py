@@ -69,7 +69,8 @@ class DataConfig:
     cache_text: bool = False  # keep each record's tokens after the first epoch (num_workers=0)
     sampler_variant: str = "head"  # "head" | "v1.1" (where the mixed last megabatch goes)
     # Summarize the data before the first step (`llava15 check-data`): on the 665K mixture this
-    # decodes every image once, so a resumed or repeated run may turn it off.
+    # decodes every image once (shared among the processes), so a resumed or repeated run may
+    # turn it off.
     check: bool = True
 
 

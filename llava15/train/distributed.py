@@ -129,6 +129,15 @@ def barrier(runtime: Runtime) -> None:
         dist.barrier()
 
 
+def gather_objects(obj, runtime: Runtime) -> list:
+    """Every process's `obj`, in rank order (`[obj]` on one process)."""
+    if not runtime.distributed:
+        return [obj]
+    box = [None] * runtime.world_size
+    dist.all_gather_object(box, obj)
+    return box
+
+
 def broadcast_object(obj, runtime: Runtime):
     if not runtime.distributed:
         return obj
