@@ -140,10 +140,10 @@ def llamacpp_image_features(model, image: Image.Image, width: int):
 
 def image_features(llava, pixel_values, cls_last: bool = False):
     """Our projected features of `pixel_values` (1 image), or with `cls_last` what llama.cpp's
-    LLaVA graph computes at the time of writing: the class token appended after the patches
+    LLaVA graph computes in the pinned version: the class token appended after the patches
     (positions 0..n in that order) and rows 1..n read out, so each patch gets its neighbour's
     position embedding, patch 0 is dropped and the class token's output is fed to the LLM
-    (ggml-org/llama.cpp issue 25814)."""
+    (reported upstream as ggml-org/llama.cpp#25814)."""
     import torch
 
     tower = llava.vision_tower.vision_model

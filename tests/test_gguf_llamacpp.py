@@ -2,9 +2,9 @@
 multimodal library).
 
 The language model agrees with ours (tokens and logits). The vision side is where llama.cpp's
-own LLaVA graph departs from LLaVA-1.5 at the time of writing: it appends the CLIP class token
-after the patch tokens but reads the features as if it came first (ggml-org/llama.cpp issue
-25814, fix proposed in pull request 25844). So the pinned check is that llama.cpp computes exactly
+own LLaVA graph departs from LLaVA-1.5 in this version: it appends the CLIP class token after the
+patch tokens but reads the features as if it came first (reported upstream as
+ggml-org/llama.cpp#25814, a fix proposed in ggml-org/llama.cpp#25844). So the pinned check is that llama.cpp computes exactly
 that graph on our exported weights, which proves the file is read as written, and the answers of
 a trained model are compared and their agreement bounded, not required equal.
 """

@@ -6,11 +6,11 @@ Also: a full queue answers 503 with Retry-After, and a client that disconnects f
 from __future__ import annotations
 
 import base64
-import threading
 import time
 
 import httpx
 import pytest
+from decode_gate import DecodeGate
 from test_serve_support import LiveServer, bomb_png, data_url, png_bytes, tiny_engine
 
 KEY = "test-key"
@@ -23,52 +23,6 @@ def media(tmp_path_factory):
     (root / "ok.png").write_bytes(png_bytes())
     (tmp_path_factory.mktemp("outside") / "secret.png").write_bytes(png_bytes())
     return root
-
-
-class DecodeGate:
-    """Stands in for `model.decode`, the scheduler's decoding step. Open, it passes every call
-    through; closed, each call waits for a permit (`allow`), so a test decides how far a request
-    gets, whatever the speed of the machine. `waiting` counts the calls held now. A call held for
-    60 s raises (the scheduler then fails its jobs) rather than hanging the session."""
-
-    def __init__(self, model) -> None:
-        self.decode = model.decode
-        self.cond = threading.Condition()
-        self.closed = False
-        self.permits = 0
-        self.waiting = 0
-        model.decode = self
-
-    def __call__(self, *args, **kwargs):
-        with self.cond:
-            self.waiting += 1
-            self.cond.notify_all()
-            passed = self.cond.wait_for(lambda: not self.closed or self.permits > 0, timeout=60)
-            self.waiting -= 1
-            if not passed:
-                raise TimeoutError("a decoding step was held by the test's gate for 60 s")
-            if self.closed:
-                self.permits -= 1
-        return self.decode(*args, **kwargs)
-
-    def close(self) -> None:
-        with self.cond:
-            self.closed, self.permits = True, 0
-
-    def allow(self, steps: int = 1) -> None:
-        with self.cond:
-            self.permits += steps
-            self.cond.notify_all()
-
-    def open(self) -> None:
-        with self.cond:
-            self.closed = False
-            self.cond.notify_all()
-
-    def wait_held(self, timeout: float = 30.0) -> None:
-        """Until a decoding step waits at the gate."""
-        with self.cond:
-            assert self.cond.wait_for(lambda: self.waiting > 0, timeout), "no decoding step reached the gate"
 
 
 @pytest.fixture(scope="module")

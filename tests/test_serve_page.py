@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import base64
 import os
-import threading
 
 import pytest
+from decode_gate import DecodeGate
 from test_serve_support import LiveServer, png_bytes, tiny_engine
 
 CHROMIUM = "/usr/bin/chromium"
@@ -26,44 +26,6 @@ if not os.path.exists(CHROMIUM):
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="the playwright package is missing (pip install playwright)")
-
-
-class DecodeGate:
-    """Stands in for `model.decode`, the decoding step. Open, it passes every call through;
-    `hold_at(n)` lets n - 1 more calls through and holds the n-th (the n + 1-th token: the first
-    comes from the prefill) until `open()`. A call held for 60 s raises rather than hanging."""
-
-    def __init__(self, model) -> None:
-        self.decode = model.decode
-        self.cond = threading.Condition()
-        self.permits: int | None = None  # None: open
-        self.waiting = 0
-        model.decode = self
-
-    def __call__(self, *args, **kwargs):
-        with self.cond:
-            self.waiting += 1
-            self.cond.notify_all()
-            passed = self.cond.wait_for(lambda: self.permits is None or self.permits > 0, timeout=60)
-            self.waiting -= 1
-            if not passed:
-                raise TimeoutError("a decoding step was held by the test's gate for 60 s")
-            if self.permits is not None:
-                self.permits -= 1
-        return self.decode(*args, **kwargs)
-
-    def hold_at(self, call: int) -> None:
-        with self.cond:
-            self.permits = call - 1
-
-    def open(self) -> None:
-        with self.cond:
-            self.permits = None
-            self.cond.notify_all()
-
-    def wait_held(self, timeout: float = 60.0) -> None:
-        with self.cond:
-            assert self.cond.wait_for(lambda: self.waiting > 0, timeout), "no decoding step reached the gate"
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,9 @@ from llava15.checkpoint.gguf import hf_name, unpermute_rotary
 from llava15.config import LlavaConfig, TextConfig, VisionConfig
 from llava15.data.image import ImageProcessorConfig
 
-SPM_PIECE_TYPES = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6}  # GGUF token type -> SentencePiece type
+# GGUF token types 1-6 (normal, unknown, control, user-defined, unused, byte) are SentencePiece's
+# piece types by number; anything else is read as a normal piece.
+PIECE_TYPES = range(1, 7)
 _TOWER = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
           "attn_out": "self_attn.out_proj", "ln1": "layer_norm1", "ln2": "layer_norm2",
           "ffn_up": "mlp.fc1", "ffn_down": "mlp.fc2"}
@@ -310,7 +312,8 @@ def spm_model(tokens: list[str], scores: list[float], types: list[int], add_spac
     proto = pb.ModelProto()
     for token, score, kind in zip(tokens, scores, types):
         piece = proto.pieces.add()
-        piece.piece, piece.score, piece.type = token, float(score), SPM_PIECE_TYPES.get(int(kind), 1)
+        piece.piece, piece.score = token, float(score)
+        piece.type = int(kind) if int(kind) in PIECE_TYPES else 1
     proto.trainer_spec.model_type = pb.TrainerSpec.BPE
     proto.trainer_spec.vocab_size = len(tokens)
     proto.trainer_spec.byte_fallback = any(int(k) == 6 for k in types)
